@@ -1,0 +1,574 @@
+//! The per-core L2/L3 interface: Ethernet in and out, ARP (RFC 826) with a
+//! bounded cache and a bounded queue of frames waiting for resolution, IPv4
+//! (no fragments), ICMP echo (RFC 792), and the hand-off of TCP segments to
+//! the [`Endpoint`], whose demux is a hash map on the 4-tuple.
+//!
+//! Malformed frames are dropped and counted per reason (`wire::Error`);
+//! frames for other hosts are counted and ignored. Nothing here panics on
+//! input or reads a clock.
+
+use core::net::Ipv4Addr;
+use std::collections::{HashMap, VecDeque};
+
+use crate::phy::{Device, FrameBatch};
+use crate::tcp::{Endpoint, Sink};
+use crate::time::{Duration, Instant};
+use crate::wire::{
+    self, ArpOperation, ArpPacket, ArpRepr, EtherType, EthernetAddress, EthernetFrame,
+    EthernetRepr, Icmpv4Packet, Icmpv4Repr, IpProtocol, Ipv4Packet, Ipv4Repr, TcpPacket, TcpRepr,
+};
+
+/// Interface settings.
+#[derive(Clone, Debug)]
+pub struct InterfaceConfig {
+    pub mac: EthernetAddress,
+    pub ip: Ipv4Addr,
+    pub prefix_len: u8,
+    /// Next hop for destinations outside the subnet.
+    pub gateway: Option<Ipv4Addr>,
+    /// IP MTU (Ethernet payload), 1500 by default.
+    pub mtu: usize,
+    /// How long an ARP entry stays valid.
+    pub arp_ttl: Duration,
+    /// How often an unanswered ARP request is repeated.
+    pub arp_retry: Duration,
+    /// Frames waiting for ARP resolution, at most (all destinations).
+    pub arp_pending_max: usize,
+    /// ARP cache entries, at most.
+    pub arp_cache_max: usize,
+    /// Verify IPv4/TCP/ICMP checksums on receive (software).
+    pub verify_checksums: bool,
+    /// Frames taken from the device per poll.
+    pub rx_burst: usize,
+    /// Frames built per poll before the connections are told to wait.
+    pub tx_burst: usize,
+}
+
+impl InterfaceConfig {
+    pub fn new(mac: EthernetAddress, ip: Ipv4Addr, prefix_len: u8) -> InterfaceConfig {
+        InterfaceConfig {
+            mac,
+            ip,
+            prefix_len,
+            gateway: None,
+            mtu: 1500,
+            arp_ttl: Duration::from_secs(60),
+            arp_retry: Duration::from_secs(1),
+            arp_pending_max: 256,
+            arp_cache_max: 4096,
+            verify_checksums: true,
+            rx_burst: 64,
+            tx_burst: 256,
+        }
+    }
+}
+
+/// Interface counters. `drops` is indexed by [`wire::Error::index`].
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct InterfaceCounters {
+    pub rx_frames: u64,
+    pub rx_bytes: u64,
+    pub tx_frames: u64,
+    pub tx_bytes: u64,
+    /// Malformed frames dropped, per reason.
+    pub drops: [u64; wire::Error::COUNT],
+    /// Frames for another MAC or IPv4 address, ignored.
+    pub not_for_us: u64,
+    /// Non-IPv4/ARP frames and IP protocols we do not speak.
+    pub unsupported: u64,
+    /// IPv4 packets with a broadcast, multicast or own source address.
+    pub bad_source: u64,
+    pub arp_requests_sent: u64,
+    pub arp_replies_sent: u64,
+    pub icmp_echo_replies: u64,
+    /// Frames dropped while waiting for ARP (queue full or gave up).
+    pub arp_pending_dropped: u64,
+    /// Frames the device refused.
+    pub tx_dropped: u64,
+    /// No route (outside the subnet and no gateway).
+    pub no_route: u64,
+}
+
+impl InterfaceCounters {
+    pub fn drops_total(&self) -> u64 {
+        self.drops.iter().sum()
+    }
+    pub fn drop_count(&self, reason: wire::Error) -> u64 {
+        self.drops[reason.index()]
+    }
+}
+
+#[derive(Clone, Copy)]
+struct Neighbor {
+    mac: EthernetAddress,
+    expires_at: Instant,
+}
+
+struct Pending {
+    next_hop: Ipv4Addr,
+    frame: Vec<u8>,
+    queued_at: Instant,
+}
+
+/// One interface: MAC, IPv4 address, ARP state, and frame batches.
+pub struct Interface {
+    config: InterfaceConfig,
+    netmask: u32,
+    neighbors: HashMap<Ipv4Addr, Neighbor>,
+    /// Last ARP request per unresolved address.
+    requested: HashMap<Ipv4Addr, Instant>,
+    pending: VecDeque<Pending>,
+    rx: FrameBatch,
+    tx: FrameBatch,
+    counters: InterfaceCounters,
+}
+
+impl Interface {
+    pub fn new(config: InterfaceConfig) -> Interface {
+        let netmask = if config.prefix_len == 0 {
+            0
+        } else {
+            u32::MAX << (32 - config.prefix_len.min(32) as u32)
+        };
+        Interface {
+            rx: FrameBatch::with_capacity(config.rx_burst),
+            tx: FrameBatch::with_capacity(config.tx_burst),
+            netmask,
+            config,
+            neighbors: HashMap::new(),
+            requested: HashMap::new(),
+            pending: VecDeque::new(),
+            counters: InterfaceCounters::default(),
+        }
+    }
+
+    pub fn config(&self) -> &InterfaceConfig {
+        &self.config
+    }
+    pub fn counters(&self) -> &InterfaceCounters {
+        &self.counters
+    }
+    pub fn ip(&self) -> Ipv4Addr {
+        self.config.ip
+    }
+    pub fn mac(&self) -> EthernetAddress {
+        self.config.mac
+    }
+
+    /// Adds a static ARP entry (valid until `expires_at`).
+    pub fn add_neighbor(&mut self, ip: Ipv4Addr, mac: EthernetAddress, expires_at: Instant) {
+        self.neighbors.insert(ip, Neighbor { mac, expires_at });
+    }
+
+    pub fn neighbor(&self, ip: Ipv4Addr, now: Instant) -> Option<EthernetAddress> {
+        self.neighbors
+            .get(&ip)
+            .filter(|n| n.expires_at > now)
+            .map(|n| n.mac)
+    }
+
+    /// When the interface itself next needs time (ARP retries of pending
+    /// frames).
+    pub fn poll_at(&self) -> Option<Instant> {
+        self.pending
+            .front()
+            .map(|p| {
+                self.requested
+                    .get(&p.next_hop)
+                    .map(|t| *t + self.config.arp_retry)
+                    .unwrap_or(Instant::ZERO)
+            })
+    }
+
+    /// One round: a receive burst, each frame to ARP/ICMP/TCP, the TCP
+    /// endpoint's output, ARP upkeep, then the transmit burst. Returns true
+    /// if any frame moved.
+    pub fn poll<D: Device + ?Sized>(
+        &mut self,
+        now: Instant,
+        device: &mut D,
+        tcp: &mut Endpoint,
+    ) -> bool {
+        let mut rx = std::mem::take(&mut self.rx);
+        rx.clear();
+        let n = device.receive(now, &mut rx, self.config.rx_burst);
+        for frame in rx.iter() {
+            self.process_frame(now, frame, tcp);
+        }
+        self.rx = rx;
+        {
+            let mut sink = TxSink { iface: self, now };
+            tcp.dispatch(now, &mut sink);
+        }
+        self.arp_upkeep(now);
+        let sent = self.flush(now, device);
+        n > 0 || sent > 0
+    }
+
+    /// Sends what is queued in the transmit batch.
+    fn flush<D: Device + ?Sized>(&mut self, now: Instant, device: &mut D) -> usize {
+        if self.tx.is_empty() {
+            return 0;
+        }
+        let queued = self.tx.len();
+        let bytes: usize = self.tx.iter().map(|f| f.len()).sum();
+        let accepted = device.transmit(now, &mut self.tx);
+        self.tx.clear();
+        self.counters.tx_frames += accepted as u64;
+        self.counters.tx_bytes += bytes as u64;
+        self.counters.tx_dropped += (queued - accepted) as u64;
+        accepted
+    }
+
+    fn drop_frame(&mut self, e: wire::Error) {
+        self.counters.drops[e.index()] += 1;
+    }
+
+    fn process_frame(&mut self, now: Instant, frame: &[u8], tcp: &mut Endpoint) {
+        self.counters.rx_frames += 1;
+        self.counters.rx_bytes += frame.len() as u64;
+        let eth = match EthernetFrame::new_checked(frame) {
+            Ok(f) => f,
+            Err(e) => return self.drop_frame(e),
+        };
+        let eth_repr = match EthernetRepr::parse(&eth) {
+            Ok(r) => r,
+            Err(e) => return self.drop_frame(e),
+        };
+        if eth_repr.dst_addr != self.config.mac && !eth_repr.dst_addr.is_broadcast() {
+            self.counters.not_for_us += 1;
+            return;
+        }
+        match eth_repr.ethertype {
+            EtherType::Arp => self.process_arp(now, eth.payload()),
+            EtherType::Ipv4 => self.process_ipv4(now, eth_repr, eth.payload(), tcp),
+            _ => self.counters.unsupported += 1,
+        }
+    }
+
+    /// RFC 826 "packet reception", with the merge rule: update an entry we
+    /// have; add one when the request is for us.
+    fn process_arp(&mut self, now: Instant, payload: &[u8]) {
+        let packet = match ArpPacket::new_checked(payload) {
+            Ok(p) => p,
+            Err(e) => return self.drop_frame(e),
+        };
+        let repr = match ArpRepr::parse(&packet) {
+            Ok(r) => r,
+            Err(wire::Error::Unsupported) => {
+                self.counters.unsupported += 1;
+                return;
+            }
+            Err(e) => return self.drop_frame(e),
+        };
+        let ArpRepr::EthernetIpv4 {
+            operation,
+            source_hardware_addr,
+            source_protocol_addr,
+            target_protocol_addr,
+            ..
+        } = repr;
+        if !source_hardware_addr.is_unicast() || source_protocol_addr.is_unspecified() {
+            self.counters.bad_source += 1;
+            return;
+        }
+        let for_us = target_protocol_addr == self.config.ip;
+        let known = self.neighbors.contains_key(&source_protocol_addr);
+        if for_us || known {
+            self.learn(now, source_protocol_addr, source_hardware_addr);
+        }
+        if !for_us {
+            self.counters.not_for_us += 1;
+            return;
+        }
+        if operation == ArpOperation::Request {
+            let reply = ArpRepr::EthernetIpv4 {
+                operation: ArpOperation::Reply,
+                source_hardware_addr: self.config.mac,
+                source_protocol_addr: self.config.ip,
+                target_hardware_addr: source_hardware_addr,
+                target_protocol_addr: source_protocol_addr,
+            };
+            self.emit_arp(source_hardware_addr, &reply);
+            self.counters.arp_replies_sent += 1;
+        }
+    }
+
+    fn learn(&mut self, now: Instant, ip: Ipv4Addr, mac: EthernetAddress) {
+        if self.neighbors.len() >= self.config.arp_cache_max && !self.neighbors.contains_key(&ip)
+        {
+            // Bounded: evict expired entries first, then refuse.
+            self.neighbors.retain(|_, n| n.expires_at > now);
+            if self.neighbors.len() >= self.config.arp_cache_max {
+                return;
+            }
+        }
+        self.neighbors.insert(
+            ip,
+            Neighbor {
+                mac,
+                expires_at: now + self.config.arp_ttl,
+            },
+        );
+        self.requested.remove(&ip);
+        // Release frames that waited for this address.
+        let mut i = 0;
+        while i < self.pending.len() {
+            if self.pending[i].next_hop == ip {
+                let mut p = self.pending.remove(i).expect("index checked");
+                let mut f = EthernetFrame::new_unchecked(&mut p.frame[..]);
+                f.set_dst_addr(mac);
+                self.tx.push_copy(&p.frame);
+            } else {
+                i += 1;
+            }
+        }
+    }
+
+    fn emit_arp(&mut self, dst: EthernetAddress, repr: &ArpRepr) {
+        let eth = EthernetRepr {
+            src_addr: self.config.mac,
+            dst_addr: dst,
+            ethertype: EtherType::Arp,
+        };
+        let len = eth.buffer_len() + repr.buffer_len();
+        self.tx.push_with(len, |buf| {
+            let mut frame = EthernetFrame::new_unchecked(buf);
+            eth.emit(&mut frame);
+            let mut packet = ArpPacket::new_unchecked(frame.payload_mut());
+            repr.emit(&mut packet);
+        });
+    }
+
+    fn process_ipv4(
+        &mut self,
+        now: Instant,
+        eth: EthernetRepr,
+        payload: &[u8],
+        tcp: &mut Endpoint,
+    ) {
+        let packet = match Ipv4Packet::new_checked(payload) {
+            Ok(p) => p,
+            Err(e) => return self.drop_frame(e),
+        };
+        let ip = match Ipv4Repr::parse(&packet, self.config.verify_checksums) {
+            Ok(r) => r,
+            Err(e) => return self.drop_frame(e),
+        };
+        if ip.dst_addr != self.config.ip {
+            self.counters.not_for_us += 1;
+            return;
+        }
+        let src = ip.src_addr;
+        if src.is_broadcast()
+            || src.is_multicast()
+            || src.is_unspecified()
+            || src == self.config.ip
+            || src == self.broadcast()
+        {
+            self.counters.bad_source += 1;
+            return;
+        }
+        // A frame from a neighbour refreshes what we know of it (only if we
+        // already know it, so spoofed frames cannot fill the cache).
+        if let Some(n) = self.neighbors.get_mut(&src) {
+            if n.mac == eth.src_addr {
+                n.expires_at = now + self.config.arp_ttl;
+            }
+        }
+        let body = packet.payload();
+        match ip.protocol {
+            IpProtocol::Tcp => {
+                let seg = match TcpPacket::new_checked(body) {
+                    Ok(p) => p,
+                    Err(e) => return self.drop_frame(e),
+                };
+                let repr = match TcpRepr::parse(&seg, src, ip.dst_addr, self.config.verify_checksums)
+                {
+                    Ok(r) => r,
+                    Err(e) => return self.drop_frame(e),
+                };
+                let mut sink = TxSink { iface: self, now };
+                tcp.process(now, src, ip.dst_addr, &repr, &mut sink);
+            }
+            IpProtocol::Icmp => self.process_icmp(now, src, body),
+            _ => self.counters.unsupported += 1,
+        }
+    }
+
+    fn process_icmp(&mut self, now: Instant, src: Ipv4Addr, body: &[u8]) {
+        let packet = match Icmpv4Packet::new_checked(body) {
+            Ok(p) => p,
+            Err(e) => return self.drop_frame(e),
+        };
+        let repr = match Icmpv4Repr::parse(&packet) {
+            Ok(r) => r,
+            Err(wire::Error::Unsupported) => {
+                self.counters.unsupported += 1;
+                return;
+            }
+            Err(e) => return self.drop_frame(e),
+        };
+        if let Icmpv4Repr::EchoRequest {
+            ident,
+            seq_no,
+            data,
+        } = repr
+        {
+            // RFC 792: the echo reply returns the data unchanged.
+            let reply = Icmpv4Repr::EchoReply {
+                ident,
+                seq_no,
+                data,
+            };
+            let ip = Ipv4Repr {
+                src_addr: self.config.ip,
+                dst_addr: src,
+                protocol: IpProtocol::Icmp,
+                payload_len: reply.buffer_len(),
+                hop_limit: 64,
+            };
+            if ip.payload_len + wire::ipv4::HEADER_LEN <= self.config.mtu {
+                self.send_ip(now, &ip, |buf| {
+                    let mut p = Icmpv4Packet::new_unchecked(buf);
+                    reply.emit(&mut p);
+                });
+                self.counters.icmp_echo_replies += 1;
+            }
+        }
+    }
+
+    fn broadcast(&self) -> Ipv4Addr {
+        Ipv4Addr::from(u32::from(self.config.ip) | !self.netmask)
+    }
+
+    fn next_hop(&self, dst: Ipv4Addr) -> Option<Ipv4Addr> {
+        let net = u32::from(self.config.ip) & self.netmask;
+        if u32::from(dst) & self.netmask == net {
+            Some(dst)
+        } else {
+            self.config.gateway
+        }
+    }
+
+    /// Builds an IPv4 packet in a new frame; the body is written by `fill`.
+    /// Returns false only when the transmit batch is full.
+    fn send_ip(&mut self, now: Instant, ip: &Ipv4Repr, fill: impl FnOnce(&mut [u8])) -> bool {
+        let Some(next_hop) = self.next_hop(ip.dst_addr) else {
+            self.counters.no_route += 1;
+            return true;
+        };
+        if self.tx.len() >= self.config.tx_burst {
+            return false;
+        }
+        let mac = self.neighbor(next_hop, now);
+        let eth = EthernetRepr {
+            src_addr: self.config.mac,
+            dst_addr: mac.unwrap_or(EthernetAddress::BROADCAST),
+            ethertype: EtherType::Ipv4,
+        };
+        let len = eth.buffer_len() + wire::ipv4::HEADER_LEN + ip.payload_len;
+        let build = |buf: &mut [u8]| {
+            let mut frame = EthernetFrame::new_unchecked(buf);
+            eth.emit(&mut frame);
+            let mut packet = Ipv4Packet::new_unchecked(frame.payload_mut());
+            ip.emit(&mut packet);
+            fill(packet.payload_mut());
+        };
+        if mac.is_some() {
+            self.tx.push_with(len, build);
+            return true;
+        }
+        // Unresolved: keep the frame (bounded) and ask who has next_hop.
+        if self.pending.len() >= self.config.arp_pending_max {
+            self.counters.arp_pending_dropped += 1;
+        } else {
+            let mut frame = vec![0u8; len];
+            build(&mut frame);
+            self.pending.push_back(Pending {
+                next_hop,
+                frame,
+                queued_at: now,
+            });
+        }
+        if !self.requested.contains_key(&next_hop) {
+            self.request(now, next_hop);
+        }
+        true
+    }
+
+    fn request(&mut self, now: Instant, ip: Ipv4Addr) {
+        let req = ArpRepr::EthernetIpv4 {
+            operation: ArpOperation::Request,
+            source_hardware_addr: self.config.mac,
+            source_protocol_addr: self.config.ip,
+            target_hardware_addr: EthernetAddress([0; 6]),
+            target_protocol_addr: ip,
+        };
+        self.emit_arp(EthernetAddress::BROADCAST, &req);
+        self.requested.insert(ip, now);
+        self.counters.arp_requests_sent += 1;
+    }
+
+    /// Repeats unanswered requests; gives up on frames that waited three
+    /// retry periods (TCP retransmits them later).
+    fn arp_upkeep(&mut self, now: Instant) {
+        if self.pending.is_empty() {
+            return;
+        }
+        let give_up = self.config.arp_retry.saturating_mul(3);
+        while let Some(p) = self.pending.front() {
+            if now - p.queued_at >= give_up {
+                self.pending.pop_front();
+                self.counters.arp_pending_dropped += 1;
+            } else {
+                break;
+            }
+        }
+        let due: Vec<Ipv4Addr> = self
+            .pending
+            .iter()
+            .map(|p| p.next_hop)
+            .filter(|ip| {
+                self.requested
+                    .get(ip)
+                    .is_none_or(|t| now - *t >= self.config.arp_retry)
+            })
+            .collect();
+        for ip in due {
+            if self
+                .requested
+                .get(&ip)
+                .is_none_or(|t| now - *t >= self.config.arp_retry)
+            {
+                self.request(now, ip);
+            }
+        }
+        if self.pending.is_empty() {
+            self.requested.clear();
+        }
+    }
+}
+
+/// The TCP endpoint's view of the interface: each segment becomes a frame
+/// in the transmit batch, built in place.
+struct TxSink<'a> {
+    iface: &'a mut Interface,
+    now: Instant,
+}
+
+impl Sink for TxSink<'_> {
+    fn emit(&mut self, src: Ipv4Addr, dst: Ipv4Addr, repr: &TcpRepr<'_>) -> bool {
+        let ip = Ipv4Repr {
+            src_addr: src,
+            dst_addr: dst,
+            protocol: IpProtocol::Tcp,
+            payload_len: repr.buffer_len(),
+            hop_limit: 64,
+        };
+        self.iface.send_ip(self.now, &ip, |buf| {
+            let mut p = TcpPacket::new_unchecked(buf);
+            repr.emit(&mut p, src, dst, true);
+        })
+    }
+}

@@ -1,0 +1,1498 @@
+//! One TCP connection (the TCB of RFC 9293 §3.3.1) as a sans-IO state
+//! machine.
+//!
+//! [`Connection::process`] takes one parsed segment and follows the order of
+//! checks of RFC 9293 §3.10.7.4 (sequence number, RST, SYN, ACK, text, FIN),
+//! with RFC 5961's blind-attack defences and RFC 7323's PAWS.
+//! [`Connection::dispatch`] emits whatever is due (SYN, data, FIN, ACKs,
+//! retransmissions), and [`Connection::poll_at`] says when the connection next
+//! needs time. This module never reads a clock and never touches a device.
+
+use core::net::SocketAddrV4;
+
+use super::{Config, Sink, State};
+use crate::storage::{Assembler, RingBuffer};
+use crate::time::{Duration, Instant};
+use crate::wire::{SeqNumber, TcpFlags, TcpOptions, TcpRepr, TcpTimestamp};
+
+/// Why a connection ended abnormally: what the application's next call
+/// reports (the errno equivalent in parentheses).
+#[derive(Clone, Copy, PartialEq, Eq, Debug)]
+pub enum TcpError {
+    /// RST in answer to our SYN (ECONNREFUSED).
+    Refused,
+    /// RST on a synchronized connection (ECONNRESET).
+    Reset,
+    /// Retransmissions or keepalive probes exhausted (ETIMEDOUT).
+    TimedOut,
+}
+
+/// Errors of [`Connection::send_slice`].
+#[derive(Clone, Copy, PartialEq, Eq, Debug)]
+pub enum SendError {
+    /// Not yet established, or the send buffer is full (EAGAIN).
+    WouldBlock,
+    /// The write side was shut down or the connection is over (EPIPE).
+    Closed,
+    /// The connection failed; reported once, then `Closed`.
+    Failed(TcpError),
+}
+
+/// Errors of [`Connection::recv_slice`]. End of stream is `Ok(0)`.
+#[derive(Clone, Copy, PartialEq, Eq, Debug)]
+pub enum RecvError {
+    /// No data yet (EAGAIN).
+    WouldBlock,
+    /// Not connected yet (ENOTCONN).
+    NotConnected,
+    /// The connection failed.
+    Failed(TcpError),
+}
+
+/// Which half of the connection to shut down.
+#[derive(Clone, Copy, PartialEq, Eq, Debug)]
+pub enum Shutdown {
+    Read,
+    Write,
+    Both,
+}
+
+/// Per-connection counters (the interesting parts of Linux's `TCP_INFO`).
+#[derive(Clone, Copy, Default, Debug, PartialEq, Eq)]
+pub struct ConnectionCounters {
+    pub segs_in: u64,
+    pub segs_out: u64,
+    pub bytes_received: u64,
+    pub bytes_acked: u64,
+    /// Segments retransmitted (any cause).
+    pub retransmits: u64,
+    /// Retransmission timeouts.
+    pub rtos: u64,
+    pub dup_acks_in: u64,
+    /// Segments dropped as outside the receive window (RFC 9293 §3.10.7.4).
+    pub out_of_window: u64,
+    /// Segments dropped by PAWS (RFC 7323 §5).
+    pub paws_drops: u64,
+    /// ACKs of data never sent, or too old (RFC 5961 §5), dropped.
+    pub bad_acks: u64,
+    /// Challenge ACKs sent (RFC 5961 §3.2, §4).
+    pub challenge_acks: u64,
+    /// Out-of-order segments stored for reassembly.
+    pub ooo_segments: u64,
+    /// Out-of-order segments dropped because the assembler was full.
+    pub ooo_dropped: u64,
+    pub zero_window_probes: u64,
+}
+
+/// A snapshot of a connection's send state, like Linux's `TCP_INFO`.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct TcpInfo {
+    pub state: State,
+    pub snd_mss: u32,
+    pub rcv_mss: u32,
+    pub snd_wscale: u8,
+    pub rcv_wscale: u8,
+    pub timestamps: bool,
+    pub sack: bool,
+    pub srtt: Duration,
+    pub rttvar: Duration,
+    pub rto: Duration,
+    pub snd_wnd: u32,
+    pub rcv_wnd: u32,
+    pub bytes_in_flight: u32,
+    pub counters: ConnectionCounters,
+}
+
+/// Timers, indexed; a deadline of `Instant::FAR_FUTURE` is off.
+#[derive(Clone, Copy, PartialEq, Eq, Debug)]
+enum Timer {
+    /// Retransmission (RFC 6298), also for SYN and SYN-ACK.
+    Rto = 0,
+    /// Zero-window probe (RFC 9293 §3.8.6.1).
+    Persist = 1,
+    /// TIME-WAIT's 2MSL, FIN-WAIT-2's orphan timeout and the linger limit.
+    Close = 2,
+}
+const TIMERS: usize = 3;
+
+/// RFC 6298 round-trip estimator, in microseconds.
+#[derive(Clone, Copy, Debug)]
+struct Rtt {
+    srtt: u64,
+    rttvar: u64,
+    rto: u64,
+    has_sample: bool,
+    min_rto: u64,
+    max_rto: u64,
+}
+
+impl Rtt {
+    fn new(cfg: &Config) -> Rtt {
+        Rtt {
+            srtt: 0,
+            rttvar: 0,
+            rto: cfg.initial_rto.total_micros(),
+            has_sample: false,
+            min_rto: cfg.min_rto.total_micros(),
+            max_rto: cfg.max_rto.total_micros(),
+        }
+    }
+
+    /// RFC 6298 §2.2, §2.3 (G taken as 1 ms), clamped by §2.4/§2.5.
+    fn sample(&mut self, r: u64) {
+        const G: u64 = 1000;
+        if !self.has_sample {
+            self.srtt = r;
+            self.rttvar = r / 2;
+            self.has_sample = true;
+        } else {
+            let delta = self.srtt.abs_diff(r);
+            self.rttvar = (3 * self.rttvar + delta) / 4;
+            self.srtt = (7 * self.srtt + r) / 8;
+        }
+        self.rto = (self.srtt + G.max(4 * self.rttvar)).clamp(self.min_rto, self.max_rto);
+    }
+
+    /// RFC 6298 §5.5: back off the timer.
+    fn backoff(&mut self) {
+        self.rto = (self.rto * 2).min(self.max_rto);
+    }
+
+    fn rto(&self) -> Duration {
+        Duration::from_micros(self.rto)
+    }
+}
+
+/// A TCP connection in any state but LISTEN (listening is the endpoint's
+/// job). Owns its send and receive buffers.
+pub struct Connection {
+    state: State,
+    local: SocketAddrV4,
+    remote: SocketAddrV4,
+    /// Opened from LISTEN (an RST in SYN-RECEIVED then just deletes it).
+    passive: bool,
+    cfg: Config,
+
+    // Send sequence space (RFC 9293 §3.3.1).
+    iss: SeqNumber,
+    snd_una: SeqNumber,
+    snd_nxt: SeqNumber,
+    /// Highest sequence number sent (snd_nxt moves back on retransmission).
+    snd_max: SeqNumber,
+    /// Peer's window, in bytes (already scaled).
+    snd_wnd: u32,
+    /// Largest window the peer ever offered (RFC 5961 §5 MAX.SND.WND).
+    max_snd_wnd: u32,
+    snd_wl1: SeqNumber,
+    snd_wl2: SeqNumber,
+    /// Shift applied to the peer's window field (its WS option).
+    snd_wscale: u8,
+    /// Payload bytes per segment we send (options excluded).
+    snd_mss: usize,
+    /// Congestion window in bytes. Congestion control proper comes with the
+    /// reliability work; until then it only caps nothing (u32::MAX).
+    cwnd: u32,
+
+    // Receive sequence space.
+    irs: SeqNumber,
+    rcv_nxt: SeqNumber,
+    /// Our window scale shift (what we put in our WS option).
+    rcv_wscale: u8,
+    /// Right edge of the window we last advertised: it never moves left
+    /// (RFC 9293 §3.8.6.2.2 "the right window edge never shrinks").
+    rcv_adv: SeqNumber,
+    /// MSS the peer announced, for receive-side SWS decisions.
+    rcv_mss: usize,
+
+    tx: RingBuffer,
+    rx: RingBuffer,
+    /// Out-of-order bytes held past `rcv_nxt` in `rx`'s free space.
+    assembler: Assembler,
+
+    ts_enabled: bool,
+    /// RFC 7323 TS.Recent.
+    ts_recent: u32,
+    /// Added to our clock in TSval (RFC 7323 §5.4: per-connection offset).
+    ts_offset: u32,
+    /// RFC 7323 Last.ACK.sent.
+    last_ack_sent: SeqNumber,
+    sack_ok: bool,
+
+    rtt: Rtt,
+    /// Karn's rule: the one segment being timed, (its end, when sent).
+    rtt_timing: Option<(SeqNumber, Instant)>,
+    /// Consecutive timeouts without progress.
+    retries: u32,
+    persist_backoff: u32,
+    timers: [Instant; TIMERS],
+
+    /// An ACK (or window update) is owed to the peer.
+    ack_now: bool,
+    /// An RST is owed to the peer (abort, linger timeout).
+    rst_now: bool,
+    /// SYN-RECEIVED saw a retransmitted SYN: resend the SYN-ACK.
+    resend_syn: bool,
+    /// A zero-window probe is due.
+    probe_now: bool,
+    /// `<SEQ=SEG.ACK><CTL=RST>` owed for an unacceptable ACK in SYN-SENT or
+    /// SYN-RECEIVED (RFC 9293 §3.10.7.3, §3.10.7.4 fifth step).
+    pending_rst_reply: Option<SeqNumber>,
+    /// Both sides sent the WS option (RFC 7323 §2.2).
+    ws_ok: bool,
+    /// Sequence number of our FIN once it has been sent.
+    fin_seq: Option<SeqNumber>,
+    /// The application asked for a FIN (close or shutdown(write)).
+    fin_queued: bool,
+    /// The application shut down its read side: data is discarded.
+    rd_shutdown: bool,
+    /// The application released the socket (close): nobody reads.
+    orphan: bool,
+    linger: Option<Duration>,
+    /// A pending error the application has not seen yet.
+    error: Option<TcpError>,
+    /// Set once an error has been reported through a call.
+    error_reported: bool,
+    counters: ConnectionCounters,
+    history: Option<Vec<State>>,
+}
+
+impl core::fmt::Debug for Connection {
+    fn fmt(&self, f: &mut core::fmt::Formatter) -> core::fmt::Result {
+        f.debug_struct("Connection")
+            .field("state", &self.state)
+            .field("local", &self.local)
+            .field("remote", &self.remote)
+            .field("snd_una", &self.snd_una)
+            .field("snd_nxt", &self.snd_nxt)
+            .field("rcv_nxt", &self.rcv_nxt)
+            .finish()
+    }
+}
+
+/// Smallest shift that lets `buffer` bytes be advertised (RFC 7323 §2.3:
+/// at most 14).
+fn wscale_for(buffer: usize) -> u8 {
+    let mut shift = 0u8;
+    while shift < 14 && (buffer >> shift) > 0xffff {
+        shift += 1;
+    }
+    shift
+}
+
+impl Connection {
+    fn new(
+        cfg: &Config,
+        local: SocketAddrV4,
+        remote: SocketAddrV4,
+        iss: SeqNumber,
+        ts_offset: u32,
+    ) -> Connection {
+        let cfg = cfg.clone();
+        let rcv_wscale = if cfg.window_scale {
+            wscale_for(cfg.rx_buffer)
+        } else {
+            0
+        };
+        Connection {
+            state: State::Closed,
+            local,
+            remote,
+            passive: false,
+            iss,
+            snd_una: iss,
+            snd_nxt: iss,
+            snd_max: iss,
+            snd_wnd: 0,
+            max_snd_wnd: 0,
+            snd_wl1: SeqNumber(0),
+            snd_wl2: iss,
+            snd_wscale: 0,
+            snd_mss: 536,
+            cwnd: u32::MAX,
+            irs: SeqNumber(0),
+            rcv_nxt: SeqNumber(0),
+            rcv_wscale,
+            rcv_adv: SeqNumber(0),
+            rcv_mss: 536,
+            tx: RingBuffer::new(cfg.tx_buffer),
+            rx: RingBuffer::new(cfg.rx_buffer),
+            assembler: Assembler::new(),
+            ts_enabled: false,
+            ts_recent: 0,
+            ts_offset,
+            last_ack_sent: SeqNumber(0),
+            sack_ok: false,
+            rtt: Rtt::new(&cfg),
+            rtt_timing: None,
+            retries: 0,
+            persist_backoff: 0,
+            timers: [Instant::FAR_FUTURE; TIMERS],
+            ack_now: false,
+            rst_now: false,
+            resend_syn: false,
+            probe_now: false,
+            pending_rst_reply: None,
+            ws_ok: false,
+            fin_seq: None,
+            fin_queued: false,
+            rd_shutdown: false,
+            orphan: false,
+            linger: None,
+            error: None,
+            error_reported: false,
+            counters: ConnectionCounters::default(),
+            history: None,
+            cfg,
+        }
+    }
+
+    /// Active open (RFC 9293 §3.10.1): the SYN goes out on the next
+    /// [`dispatch`](Self::dispatch).
+    pub fn connect(
+        cfg: &Config,
+        local: SocketAddrV4,
+        remote: SocketAddrV4,
+        iss: SeqNumber,
+        ts_offset: u32,
+    ) -> Connection {
+        let mut c = Connection::new(cfg, local, remote, iss, ts_offset);
+        c.set_state(State::SynSent);
+        c
+    }
+
+    /// Passive open: a listener got an acceptable SYN (RFC 9293 §3.10.7.2,
+    /// LISTEN, "third check for a SYN"). The SYN-ACK goes out on the next
+    /// dispatch.
+    pub fn accept_syn(
+        cfg: &Config,
+        local: SocketAddrV4,
+        remote: SocketAddrV4,
+        syn: &TcpRepr<'_>,
+        iss: SeqNumber,
+        ts_offset: u32,
+    ) -> Connection {
+        let mut c = Connection::new(cfg, local, remote, iss, ts_offset);
+        c.passive = true;
+        c.irs = syn.seq_number;
+        c.rcv_nxt = syn.seq_number + 1;
+        c.last_ack_sent = c.rcv_nxt;
+        c.rcv_adv = c.rcv_nxt;
+        c.negotiate(syn);
+        // RFC 7323 §2.2: the window field of a SYN is never scaled.
+        c.snd_wnd = syn.window_len as u32;
+        c.max_snd_wnd = c.snd_wnd;
+        c.snd_wl1 = syn.seq_number;
+        c.set_state(State::SynReceived);
+        c
+    }
+
+    /// Options from the peer's SYN or SYN-ACK: MSS (RFC 9293 §3.7.1, 536
+    /// when absent), window scale (RFC 7323 §2.2: only when both sent it),
+    /// timestamps (RFC 7323 §3.2) and SACK-permitted (RFC 2018 §2).
+    fn negotiate(&mut self, syn: &TcpRepr<'_>) {
+        let o = &syn.options;
+        match o.window_scale {
+            Some(shift) if self.cfg.window_scale => {
+                self.snd_wscale = shift.min(14);
+                self.ws_ok = true;
+            }
+            _ => {
+                self.ws_ok = false;
+                self.snd_wscale = 0;
+                self.rcv_wscale = 0;
+            }
+        }
+        self.ts_enabled = self.cfg.timestamps && o.timestamp.is_some();
+        if let Some(ts) = o.timestamp {
+            self.ts_recent = ts.tsval;
+        }
+        self.sack_ok = self.cfg.sack && o.sack_permitted;
+        let peer_mss = o.mss.map(|m| m as usize).unwrap_or(536).max(64);
+        self.rcv_mss = peer_mss;
+        let ts_len = if self.ts_enabled { 12 } else { 0 };
+        // RFC 6691: the MSS excludes options, so room for TSopt comes off it.
+        self.snd_mss = peer_mss.min(self.cfg.mss as usize) - ts_len;
+    }
+
+    // ----- accessors -------------------------------------------------------
+
+    pub fn state(&self) -> State {
+        self.state
+    }
+    pub fn local(&self) -> SocketAddrV4 {
+        self.local
+    }
+    pub fn remote(&self) -> SocketAddrV4 {
+        self.remote
+    }
+    pub fn is_passive(&self) -> bool {
+        self.passive
+    }
+    pub fn is_orphan(&self) -> bool {
+        self.orphan
+    }
+    pub fn counters(&self) -> &ConnectionCounters {
+        &self.counters
+    }
+    pub fn snd_nxt(&self) -> SeqNumber {
+        self.snd_nxt
+    }
+    pub fn snd_una(&self) -> SeqNumber {
+        self.snd_una
+    }
+    pub fn rcv_nxt(&self) -> SeqNumber {
+        self.rcv_nxt
+    }
+    pub fn iss(&self) -> SeqNumber {
+        self.iss
+    }
+    pub fn irs(&self) -> SeqNumber {
+        self.irs
+    }
+    /// The newest peer TSval we hold (RFC 7323 TS.Recent), when timestamps
+    /// were negotiated.
+    pub fn ts_recent(&self) -> Option<u32> {
+        self.ts_enabled.then_some(self.ts_recent)
+    }
+
+    pub fn info(&self) -> TcpInfo {
+        TcpInfo {
+            state: self.state,
+            snd_mss: self.snd_mss as u32,
+            rcv_mss: self.rcv_mss as u32,
+            snd_wscale: self.snd_wscale,
+            rcv_wscale: self.rcv_wscale,
+            timestamps: self.ts_enabled,
+            sack: self.sack_ok,
+            srtt: Duration::from_micros(self.rtt.srtt),
+            rttvar: Duration::from_micros(self.rtt.rttvar),
+            rto: self.rtt.rto(),
+            snd_wnd: self.snd_wnd,
+            rcv_wnd: self.rcv_window(),
+            bytes_in_flight: (self.snd_max - self.snd_una) as u32,
+            counters: self.counters,
+        }
+    }
+
+    /// Starts recording every state this connection enters (for tests).
+    pub fn record_history(&mut self) {
+        self.history = Some(vec![self.state]);
+    }
+    /// States entered since [`record_history`](Self::record_history).
+    pub fn history(&self) -> &[State] {
+        self.history.as_deref().unwrap_or(&[])
+    }
+
+    fn set_state(&mut self, state: State) {
+        if self.state != state {
+            self.state = state;
+            if let Some(h) = &mut self.history {
+                h.push(state);
+            }
+        }
+    }
+
+    // ----- the application's side -------------------------------------------
+
+    /// Bytes the application may read now.
+    pub fn recv_queue(&self) -> usize {
+        self.rx.len()
+    }
+    /// Bytes queued for sending (unsent plus unacknowledged).
+    pub fn send_queue(&self) -> usize {
+        self.tx.len()
+    }
+    pub fn send_capacity(&self) -> usize {
+        self.tx.capacity()
+    }
+    pub fn recv_capacity(&self) -> usize {
+        self.rx.capacity()
+    }
+
+    /// The peer has sent its FIN and every byte before it was read.
+    pub fn recv_finished(&self) -> bool {
+        self.rx.is_empty() && self.peer_fin_received()
+    }
+
+    fn peer_fin_received(&self) -> bool {
+        matches!(
+            self.state,
+            State::CloseWait | State::Closing | State::LastAck | State::TimeWait
+        )
+    }
+
+    /// Readable in the epoll sense: data, end of stream, or an error.
+    pub fn readable(&self) -> bool {
+        !self.rx.is_empty() || self.peer_fin_received() || self.rd_shutdown || self.failed()
+    }
+
+    /// Writable in the epoll sense: established and with room in the send
+    /// buffer, or failed (so the caller sees the error).
+    pub fn writable(&self) -> bool {
+        (self.may_send() && self.tx.free() > 0) || self.failed()
+    }
+
+    /// Both directions are finished (EPOLLHUP).
+    pub fn hung_up(&self) -> bool {
+        self.failed()
+            || matches!(self.state, State::Closed | State::TimeWait)
+            || (self.fin_queued && self.peer_fin_received())
+    }
+
+    pub fn failed(&self) -> bool {
+        self.error.is_some()
+    }
+
+    /// The pending error, cleared once read (SO_ERROR semantics).
+    pub fn take_error(&mut self) -> Option<TcpError> {
+        let e = self.error.take();
+        if e.is_some() {
+            self.error_reported = true;
+        }
+        e
+    }
+
+    /// The error, left in place.
+    pub fn error(&self) -> Option<TcpError> {
+        self.error
+    }
+
+    fn may_send(&self) -> bool {
+        matches!(self.state, State::Established | State::CloseWait) && !self.fin_queued
+    }
+
+    /// Queues as much of `data` as fits; never drops accepted bytes.
+    pub fn send_slice(&mut self, data: &[u8]) -> Result<usize, SendError> {
+        if let Some(e) = self.error {
+            self.error_reported = true;
+            return Err(SendError::Failed(e));
+        }
+        if self.fin_queued || self.error_reported {
+            return Err(SendError::Closed);
+        }
+        match self.state {
+            State::SynSent | State::SynReceived => return Err(SendError::WouldBlock),
+            State::Established | State::CloseWait => {}
+            _ => return Err(SendError::Closed),
+        }
+        if data.is_empty() {
+            return Ok(0);
+        }
+        let n = self.tx.enqueue_slice(data);
+        if n == 0 {
+            return Err(SendError::WouldBlock);
+        }
+        Ok(n)
+    }
+
+    /// Reads into `buf`. `Ok(0)` is the end of the stream.
+    pub fn recv_slice(&mut self, buf: &mut [u8]) -> Result<usize, RecvError> {
+        if self.rx.is_empty() {
+            if let Some(e) = self.error {
+                self.error_reported = true;
+                return Err(RecvError::Failed(e));
+            }
+            if self.rd_shutdown || self.peer_fin_received() || self.state == State::Closed {
+                return Ok(0);
+            }
+            if matches!(self.state, State::SynSent | State::SynReceived) {
+                return Err(RecvError::NotConnected);
+            }
+            if buf.is_empty() {
+                return Ok(0);
+            }
+            return Err(RecvError::WouldBlock);
+        }
+        let n = self.rx.dequeue_slice(buf);
+        self.window_update_due();
+        Ok(n)
+    }
+
+    /// Reads without consuming: up to `buf.len()` bytes from the front.
+    pub fn peek_slice(&self, buf: &mut [u8]) -> usize {
+        self.rx.read_allocated(0, buf)
+    }
+
+    /// RFC 1122 §4.2.3.3 receiver SWS avoidance: announce a reopened window
+    /// only when it grew by min(buffer/2, MSS) beyond what the peer knows.
+    fn window_update_due(&mut self) {
+        if !self.state.is_synchronized() || self.peer_fin_received() {
+            return;
+        }
+        let known = self.rcv_adv - self.rcv_nxt;
+        let now = self.rcv_window() as usize;
+        let step = (self.rx.capacity() / 2).min(self.rcv_mss).max(1);
+        if now >= known + step {
+            self.ack_now = true;
+        }
+    }
+
+    pub fn set_linger(&mut self, linger: Option<Duration>) {
+        self.linger = linger;
+    }
+    pub fn set_nodelay(&mut self, nodelay: bool) {
+        self.cfg.nodelay = nodelay;
+    }
+
+    /// `shutdown(2)`. Write: send FIN after queued data (RFC 9293 §3.10.4).
+    /// Read: discard what is buffered and what arrives later (the BSD
+    /// behaviour; Linux keeps queuing but reports end of stream).
+    pub fn shutdown(&mut self, how: Shutdown) {
+        if matches!(how, Shutdown::Read | Shutdown::Both) {
+            self.rd_shutdown = true;
+            let n = self.rx.len();
+            self.rx.dequeue_allocated(n);
+            self.window_update_due();
+        }
+        if matches!(how, Shutdown::Write | Shutdown::Both) {
+            self.queue_fin();
+        }
+    }
+
+    fn queue_fin(&mut self) {
+        match self.state {
+            State::SynSent => {
+                // RFC 9293 §3.10.4: CLOSE in SYN-SENT deletes the TCB.
+                self.enter_closed();
+            }
+            State::SynReceived => self.fin_queued = true,
+            State::Established => {
+                self.fin_queued = true;
+                self.set_state(State::FinWait1);
+            }
+            State::CloseWait => {
+                self.fin_queued = true;
+                self.set_state(State::LastAck);
+            }
+            _ => self.fin_queued = true,
+        }
+    }
+
+    /// `close(2)`: the application gives the socket up. Graceful by default;
+    /// SO_LINGER {on, 0} aborts with RST; SO_LINGER {on, t} aborts with RST
+    /// if the data and FIN are not acknowledged within t. Unread data makes it
+    /// an abort, as on Linux (RFC 2525 §2.17).
+    pub fn close(&mut self, now: Instant) {
+        self.orphan = true;
+        if self.linger == Some(Duration::ZERO) || (!self.rx.is_empty() && !self.rd_shutdown) {
+            self.abort();
+            return;
+        }
+        self.rd_shutdown = true;
+        self.queue_fin();
+        if let Some(t) = self.linger {
+            if self.state != State::Closed {
+                self.timers[Timer::Close as usize] = now + t;
+            }
+        }
+    }
+
+    /// Sends RST (in a synchronized state or SYN-RECEIVED) and goes to
+    /// CLOSED at once, discarding both buffers (RFC 9293 §3.10.5 ABORT).
+    pub fn abort(&mut self) {
+        if !matches!(self.state, State::Closed | State::SynSent | State::TimeWait) {
+            self.rst_now = true;
+        }
+        self.enter_closed();
+    }
+
+    fn enter_closed(&mut self) {
+        self.set_state(State::Closed);
+        self.tx.clear();
+        self.rx.clear();
+        self.assembler.clear();
+        self.timers = [Instant::FAR_FUTURE; TIMERS];
+        self.ack_now = false;
+    }
+
+    fn fail(&mut self, err: TcpError) {
+        self.error = Some(err);
+        self.rst_now = false;
+        self.enter_closed();
+    }
+
+    // ----- time -------------------------------------------------------------
+
+    /// When this connection next needs [`dispatch`](Self::dispatch): now if
+    /// something is owed, else the earliest timer, else never.
+    pub fn poll_at(&self) -> Instant {
+        if self.ack_now || self.rst_now || self.resend_syn {
+            return Instant::ZERO;
+        }
+        let mut t = self.timers.iter().copied().min().unwrap_or(Instant::FAR_FUTURE);
+        if self.has_sendable() {
+            t = Instant::ZERO;
+        }
+        t
+    }
+
+    /// Is there something window and buffer allow us to send right now?
+    fn has_sendable(&self) -> bool {
+        match self.state {
+            State::SynSent | State::SynReceived => self.snd_nxt == self.iss,
+            State::Established | State::CloseWait | State::FinWait1 | State::Closing
+            | State::LastAck => {
+                let off = self.snd_nxt - self.snd_una;
+                let data_left = self.tx.len() > off;
+                let fin_left = self.fin_queued && off == self.tx.len();
+                (data_left && self.send_window_left() > 0) || fin_left
+            }
+            _ => false,
+        }
+    }
+
+    /// Our FIN has been sent and acknowledged.
+    fn fin_acked(&self) -> bool {
+        self.fin_seq.is_some_and(|s| self.snd_una > s)
+    }
+
+    fn send_window_left(&self) -> usize {
+        let wnd = self.snd_wnd.min(self.cwnd) as usize;
+        let in_flight = self.snd_nxt - self.snd_una;
+        wnd.saturating_sub(in_flight)
+    }
+
+    fn our_tsval(&self, now: Instant) -> u32 {
+        // RFC 7323 §5.4: a 1 ms clock plus a per-connection offset.
+        (now.total_millis() as u32).wrapping_add(self.ts_offset)
+    }
+
+    /// Our receive window: free buffer space past `rcv_nxt`, in multiples of
+    /// the scale unit, never less than what was already advertised.
+    fn rcv_window(&self) -> u32 {
+        let max = (0xffffusize) << self.rcv_wscale;
+        let free = self.rx.free().min(max);
+        let free = (free >> self.rcv_wscale) << self.rcv_wscale;
+        let advertised = self.rcv_adv - self.rcv_nxt;
+        free.max(advertised) as u32
+    }
+
+    // ----- input ------------------------------------------------------------
+
+    /// Processes one incoming segment addressed to this connection
+    /// (RFC 9293 §3.10.7.3 for SYN-SENT, §3.10.7.4 otherwise). Replies are
+    /// recorded and go out on the next [`dispatch`](Self::dispatch), so a
+    /// burst of segments yields one ACK.
+    pub fn process(&mut self, now: Instant, seg: &TcpRepr<'_>) {
+        self.counters.segs_in += 1;
+        match self.state {
+            State::Closed | State::Listen => {}
+            State::SynSent => self.process_syn_sent(now, seg),
+            _ => self.process_synchronized(now, seg),
+        }
+    }
+
+    /// RFC 9293 §3.10.7.3.
+    fn process_syn_sent(&mut self, now: Instant, seg: &TcpRepr<'_>) {
+        let f = seg.flags;
+        // First, check the ACK bit.
+        let mut ack_ok = false;
+        if f.ack() {
+            if seg.ack_number <= self.iss || seg.ack_number > self.snd_max {
+                // <SEQ=SEG.ACK><CTL=RST> unless this is itself an RST; the
+                // endpoint builds it from the segment.
+                if !f.rst() {
+                    self.pending_rst_reply = Some(seg.ack_number);
+                }
+                return;
+            }
+            ack_ok = seg.ack_number > self.snd_una;
+        }
+        // Second, the RST bit (RFC 5961 §3: only with an acceptable ACK).
+        if f.rst() {
+            if ack_ok {
+                self.fail(TcpError::Refused);
+            }
+            return;
+        }
+        // Fourth, the SYN bit.
+        if !f.syn() {
+            return;
+        }
+        self.irs = seg.seq_number;
+        self.rcv_nxt = seg.seq_number + 1;
+        self.last_ack_sent = self.rcv_nxt;
+        self.rcv_adv = self.rcv_nxt;
+        self.negotiate(seg);
+        // RFC 7323 §2.2: never scale the window of a SYN.
+        self.snd_wnd = seg.window_len as u32;
+        self.max_snd_wnd = self.snd_wnd;
+        self.snd_wl1 = seg.seq_number;
+        if ack_ok {
+            self.snd_wl2 = seg.ack_number;
+            self.ack_received(now, seg.ack_number);
+            self.set_state(State::Established);
+            self.ack_now = true;
+        } else {
+            // Simultaneous open (RFC 9293 §3.5, figure 7): SYN-ACK next.
+            self.set_state(State::SynReceived);
+            self.snd_nxt = self.iss;
+            self.resend_syn = true;
+        }
+        // Data or FIN carried by the SYN is processed as in the synchronized
+        // states, after the SYN itself.
+        if seg.payload.len() > 0 || f.fin() {
+            let rest = TcpRepr {
+                seq_number: seg.seq_number + 1,
+                flags: TcpFlags(f.0 & !TcpFlags::SYN.0 & !TcpFlags::ACK.0),
+                ..*seg
+            };
+            if self.state == State::Established {
+                self.process_text_and_fin(now, &rest);
+            }
+        }
+    }
+
+    /// RFC 9293 §3.10.7.4 "Otherwise": every state from SYN-RECEIVED on.
+    fn process_synchronized(&mut self, now: Instant, seg: &TcpRepr<'_>) {
+        let f = seg.flags;
+
+        // RFC 7323 §5.3 PAWS, before the sequence check: an old TSval means
+        // an old duplicate. RSTs are exempt.
+        if self.ts_enabled && !f.rst() {
+            if let Some(ts) = seg.options.timestamp {
+                if (ts.tsval.wrapping_sub(self.ts_recent) as i32) < 0 {
+                    self.counters.paws_drops += 1;
+                    self.ack_now = true;
+                    return;
+                }
+            }
+        }
+
+        // TIME-WAIT: the only thing expected is a retransmission of the
+        // peer's FIN. Acknowledge it and restart 2MSL (RFC 9293 §3.10.7.4,
+        // eighth step).
+        if self.state == State::TimeWait {
+            if f.rst() {
+                // RFC 1337: ignore RSTs in TIME-WAIT (TIME-WAIT assassination).
+                return;
+            }
+            if f.syn() {
+                // A new SYN for this 4-tuple: RFC 5961 §4 challenge ACK. Safe
+                // reuse of the tuple is the endpoint's decision.
+                self.challenge_ack();
+                return;
+            }
+            if f.fin() && seg.seq_number + seg.segment_len() == self.rcv_nxt {
+                self.ack_now = true;
+                self.timers[Timer::Close as usize] = now + self.cfg.msl.saturating_mul(2);
+                return;
+            }
+            if !f.ack() || seg.segment_len() > 0 {
+                self.ack_now = true;
+            }
+            return;
+        }
+
+        // First, check the sequence number (the four cases).
+        let seg_len = seg.segment_len();
+        let wnd = self.rcv_window() as usize;
+        let seq = seg.seq_number;
+        let acceptable = match (seg_len, wnd) {
+            (0, 0) => seq == self.rcv_nxt,
+            (0, _) => seq.in_range(self.rcv_nxt, self.rcv_nxt + wnd),
+            (_, 0) => false,
+            (_, _) => {
+                seq.in_range(self.rcv_nxt, self.rcv_nxt + wnd)
+                    || (seq + seg_len - 1).in_range(self.rcv_nxt, self.rcv_nxt + wnd)
+            }
+        };
+        if !acceptable {
+            // A retransmitted SYN in SYN-RECEIVED gets the SYN-ACK again.
+            if self.state == State::SynReceived && f.syn() && !f.ack() && seq == self.irs {
+                self.resend_syn = true;
+                return;
+            }
+            // RFC 9293: "special allowance should be made to accept valid
+            // ACKs, URGs, and RSTs" with a zero window: fall through for a
+            // bare in-sequence ACK.
+            let zero_window_ack = wnd == 0 && seq == self.rcv_nxt && !f.syn();
+            if !zero_window_ack {
+                if !f.rst() {
+                    self.counters.out_of_window += 1;
+                    self.ack_now = true;
+                }
+                return;
+            }
+        }
+
+        // Second, the RST bit (RFC 5961 §3.2: exact match resets; otherwise
+        // in-window gets a challenge ACK).
+        if f.rst() {
+            if seq != self.rcv_nxt {
+                self.challenge_ack();
+                return;
+            }
+            match self.state {
+                State::SynReceived if self.passive => {
+                    // RFC 9293: back to LISTEN, i.e. this TCB goes away
+                    // quietly; the listener was never told about it.
+                    self.enter_closed();
+                }
+                State::SynReceived => self.fail(TcpError::Refused),
+                State::Closing | State::LastAck => self.enter_closed(),
+                _ => self.fail(TcpError::Reset),
+            }
+            return;
+        }
+
+        // Fourth, the SYN bit: RFC 5961 §4 challenge ACK in any synchronized
+        // state (and SYN-RECEIVED), whatever its sequence number.
+        if f.syn() {
+            if self.state == State::SynReceived && seq == self.irs {
+                self.resend_syn = true;
+            } else {
+                self.challenge_ack();
+            }
+            return;
+        }
+
+        // Fifth, the ACK field.
+        if !f.ack() {
+            return;
+        }
+        let ack = seg.ack_number;
+        if self.state == State::SynReceived {
+            if ack > self.snd_una && ack <= self.snd_max {
+                self.snd_wnd = (seg.window_len as u32) << self.snd_wscale;
+                self.max_snd_wnd = self.max_snd_wnd.max(self.snd_wnd);
+                self.snd_wl1 = seq;
+                self.snd_wl2 = ack;
+                // A close() during the handshake queued a FIN (RFC 9293
+                // §3.10.4): it goes out now, from FIN-WAIT-1.
+                self.set_state(if self.fin_queued {
+                    State::FinWait1
+                } else {
+                    State::Established
+                });
+            } else {
+                // <SEQ=SEG.ACK><CTL=RST>
+                self.pending_rst_reply = Some(ack);
+                return;
+            }
+        }
+        // RFC 5961 §5: acceptable iff SND.UNA - MAX.SND.WND <= SEG.ACK <= SND.NXT
+        // (SND.NXT being the highest sent here).
+        let lowest = self.snd_una - (self.max_snd_wnd as usize);
+        if ack > self.snd_max || ack < lowest {
+            self.counters.bad_acks += 1;
+            self.ack_now = true;
+            return;
+        }
+        if ack > self.snd_una {
+            self.ack_received(now, ack);
+        } else if ack == self.snd_una
+            && seg.payload.is_empty()
+            && !f.fin()
+            && self.snd_max > self.snd_una
+            && (seg.window_len as u32) << self.snd_wscale == self.snd_wnd
+        {
+            // RFC 5681 §2 duplicate ACK.
+            self.counters.dup_acks_in += 1;
+        }
+        // Window update (RFC 9293 §3.10.7.4, SND.WL1/SND.WL2 rule).
+        if self.snd_wl1 < seq || (self.snd_wl1 == seq && self.snd_wl2 <= ack) {
+            let was_zero = self.snd_wnd == 0;
+            self.snd_wnd = (seg.window_len as u32) << self.snd_wscale;
+            self.max_snd_wnd = self.max_snd_wnd.max(self.snd_wnd);
+            self.snd_wl1 = seq;
+            self.snd_wl2 = ack;
+            if was_zero && self.snd_wnd > 0 {
+                self.timers[Timer::Persist as usize] = Instant::FAR_FUTURE;
+                self.persist_backoff = 0;
+            }
+        }
+        // RFC 7323 §4.3: TS.Recent follows the segment that covers
+        // Last.ACK.sent.
+        if self.ts_enabled {
+            if let Some(ts) = seg.options.timestamp {
+                if seq <= self.last_ack_sent {
+                    self.ts_recent = ts.tsval;
+                }
+            }
+        }
+
+        let our_fin_acked = self.fin_acked();
+        match self.state {
+            State::FinWait1 if our_fin_acked => {
+                self.set_state(State::FinWait2);
+                if self.orphan {
+                    self.timers[Timer::Close as usize] = now + self.cfg.fin_timeout;
+                }
+            }
+            State::Closing if our_fin_acked => {
+                self.enter_time_wait(now);
+                return;
+            }
+            State::LastAck if our_fin_acked => {
+                self.enter_closed();
+                return;
+            }
+            _ => {}
+        }
+
+        self.process_text_and_fin(now, seg);
+    }
+
+    /// Seventh and eighth steps: segment text and FIN.
+    fn process_text_and_fin(&mut self, now: Instant, seg: &TcpRepr<'_>) {
+        let receiving = matches!(
+            self.state,
+            State::Established | State::FinWait1 | State::FinWait2
+        );
+        if !receiving {
+            // CLOSE-WAIT, CLOSING, LAST-ACK: the peer already sent FIN; ignore
+            // text (RFC 9293 seventh step).
+            return;
+        }
+        let mut payload = seg.payload;
+        let mut seq = seg.seq_number;
+        let mut fin = seg.flags.fin();
+        // Trim what we already have.
+        if seq < self.rcv_nxt {
+            let dup = self.rcv_nxt - seq;
+            if dup > payload.len() {
+                // Only the FIN (or nothing) is new.
+                if !(fin && dup == payload.len()) {
+                    fin = fin && dup <= payload.len();
+                }
+                payload = &payload[payload.len().min(dup)..];
+            } else {
+                payload = &payload[dup..];
+            }
+            seq = self.rcv_nxt;
+        }
+        // Trim what lies past the window; a FIN past it is dropped too.
+        let wnd = self.rcv_window() as usize;
+        let offset = seq - self.rcv_nxt;
+        if offset + payload.len() > wnd {
+            let keep = wnd.saturating_sub(offset);
+            payload = &payload[..keep.min(payload.len())];
+            fin = false;
+        }
+
+        if !payload.is_empty() || seg.flags.fin() {
+            self.ack_now = true;
+        }
+
+        if !payload.is_empty() {
+            if self.orphan && self.rd_shutdown && self.fin_queued && self.state != State::Established
+            {
+                // Data after close(): nobody will read it. Linux answers
+                // with RST (tcp_rcv_state_process, "abort on data").
+                self.abort();
+                return;
+            }
+            if offset == 0 {
+                self.accept_in_order(payload);
+            } else {
+                self.accept_out_of_order(offset, payload);
+                fin = false;
+            }
+        }
+
+        // FIN is acceptable only when everything before it has arrived.
+        if fin && seq + payload.len() == self.rcv_nxt {
+            self.rcv_nxt += 1;
+            self.ack_now = true;
+            match self.state {
+                State::Established => self.set_state(State::CloseWait),
+                State::FinWait1 => {
+                    if self.fin_acked() {
+                        // FIN+ACK of our FIN: straight to TIME-WAIT.
+                        self.enter_time_wait(now);
+                    } else {
+                        self.set_state(State::Closing);
+                    }
+                }
+                State::FinWait2 => self.enter_time_wait(now),
+                _ => {}
+            }
+        }
+    }
+
+    fn accept_in_order(&mut self, payload: &[u8]) {
+        let n = if self.rd_shutdown {
+            // Read side shut: acknowledge and discard.
+            payload.len()
+        } else {
+            self.rx.enqueue_slice(payload)
+        };
+        self.rcv_nxt += n;
+        self.counters.bytes_received += n as u64;
+        if n > 0 && !self.assembler.is_empty() {
+            // Out-of-order data that has now become contiguous.
+            let _ = self.assembler.add(0, n);
+            let front = self.assembler.remove_front();
+            let extra = front.saturating_sub(n);
+            let extra = self.rx.enqueue_unallocated(extra);
+            self.rcv_nxt += extra;
+            self.counters.bytes_received += extra as u64;
+        }
+    }
+
+    fn accept_out_of_order(&mut self, offset: usize, payload: &[u8]) {
+        if self.rd_shutdown {
+            return;
+        }
+        // The assembler's offsets count from the start of the free space,
+        // i.e. from rcv_nxt.
+        if self.assembler.add(offset, payload.len()).is_ok() {
+            self.rx.write_unallocated(offset, payload);
+            self.counters.ooo_segments += 1;
+        } else {
+            self.counters.ooo_dropped += 1;
+        }
+    }
+
+    fn enter_time_wait(&mut self, now: Instant) {
+        self.set_state(State::TimeWait);
+        self.tx.clear();
+        self.timers = [Instant::FAR_FUTURE; TIMERS];
+        self.timers[Timer::Close as usize] = now + self.cfg.msl.saturating_mul(2);
+    }
+
+    /// RFC 5961 §3.2/§4: <SEQ=SND.NXT><ACK=RCV.NXT><CTL=ACK>.
+    fn challenge_ack(&mut self) {
+        self.counters.challenge_acks += 1;
+        self.ack_now = true;
+    }
+
+    /// New data acknowledged: SND.UNA advances, acked bytes leave the send
+    /// buffer, RTT is sampled (Karn's rule), the RTO restarts (RFC 6298 §5.3).
+    fn ack_received(&mut self, now: Instant, ack: SeqNumber) {
+        let mut acked = ack - self.snd_una;
+        if self.snd_una == self.iss {
+            // Our SYN is acknowledged: it took one sequence number.
+            acked -= 1;
+        }
+        let data = acked.min(self.tx.len());
+        self.tx.dequeue_allocated(data);
+        self.counters.bytes_acked += data as u64;
+        self.snd_una = ack;
+        if self.snd_nxt < self.snd_una {
+            self.snd_nxt = self.snd_una;
+        }
+        if let Some((end, sent)) = self.rtt_timing {
+            if ack >= end {
+                self.rtt.sample((now - sent).total_micros());
+                self.rtt_timing = None;
+            }
+        }
+        self.retries = 0;
+        self.timers[Timer::Rto as usize] = if self.snd_una == self.snd_max {
+            Instant::FAR_FUTURE
+        } else {
+            now + self.rtt.rto()
+        };
+    }
+
+    // ----- timers -----------------------------------------------------------
+
+    fn on_timers(&mut self, now: Instant) {
+        if self.timers[Timer::Close as usize] <= now {
+            self.timers[Timer::Close as usize] = Instant::FAR_FUTURE;
+            match self.state {
+                // 2MSL is over (RFC 9293 §3.10.8).
+                State::TimeWait => self.enter_closed(),
+                // Orphaned FIN-WAIT-2 gave up on the peer's FIN (Linux
+                // tcp_fin_timeout), or the linger limit passed with data or
+                // FIN unacknowledged: RST.
+                State::Closed => {}
+                _ => self.abort(),
+            }
+        }
+        if self.timers[Timer::Rto as usize] <= now {
+            self.timers[Timer::Rto as usize] = Instant::FAR_FUTURE;
+            self.on_rto(now);
+        }
+        if self.timers[Timer::Persist as usize] <= now {
+            self.timers[Timer::Persist as usize] = Instant::FAR_FUTURE;
+            if self.snd_wnd == 0 && self.snd_una == self.snd_max {
+                // Probe with an old sequence number: the receiver must answer
+                // with an ACK that carries its window (RFC 9293 §3.8.6.1).
+                self.counters.zero_window_probes += 1;
+                self.probe_now = true;
+                self.persist_backoff = (self.persist_backoff + 1).min(16);
+            }
+        }
+    }
+
+    /// RFC 6298 §5.4-5.7: retransmit from SND.UNA, back off, restart.
+    fn on_rto(&mut self, now: Instant) {
+        let limit = match self.state {
+            State::SynSent | State::SynReceived => self.cfg.syn_retries,
+            _ => self.cfg.data_retries,
+        };
+        if self.snd_una == self.snd_max {
+            return;
+        }
+        if self.retries >= limit {
+            if self.state == State::SynReceived && self.passive {
+                self.enter_closed();
+            } else {
+                self.fail(TcpError::TimedOut);
+            }
+            return;
+        }
+        self.retries += 1;
+        self.counters.rtos += 1;
+        self.rtt.backoff();
+        // Karn's rule: no sample from a retransmitted segment.
+        self.rtt_timing = None;
+        self.snd_nxt = self.snd_una;
+        if matches!(self.state, State::SynSent | State::SynReceived) {
+            self.resend_syn = true;
+        }
+        self.timers[Timer::Rto as usize] = now + self.rtt.rto();
+    }
+
+    // ----- output -----------------------------------------------------------
+
+    /// Fires due timers and emits everything owed: RST, SYN or SYN-ACK, data
+    /// within the peer's window, FIN, a pending ACK. Returns the number of
+    /// segments emitted.
+    pub fn dispatch(&mut self, now: Instant, sink: &mut impl Sink) -> usize {
+        self.on_timers(now);
+        let mut sent = 0;
+        if self.rst_now {
+            let seq = self.snd_nxt;
+            if self.emit(now, sink, TcpFlags::RST | TcpFlags::ACK, seq, 0, 0) {
+                self.rst_now = false;
+                sent += 1;
+            }
+            return sent;
+        }
+        if let Some(ack) = self.pending_rst_reply {
+            let seq = ack;
+            if self.emit(now, sink, TcpFlags::RST, seq, 0, 0) {
+                self.pending_rst_reply = None;
+                sent += 1;
+            } else {
+                return sent;
+            }
+        }
+        match self.state {
+            State::Closed | State::Listen => return sent,
+            State::SynSent | State::SynReceived => {
+                if self.snd_nxt == self.iss || self.resend_syn {
+                    let flags = if self.state == State::SynSent {
+                        TcpFlags::SYN
+                    } else {
+                        TcpFlags::SYN | TcpFlags::ACK
+                    };
+                    if self.emit(now, sink, flags, self.iss, 0, 0) {
+                        sent += 1;
+                        if self.snd_max == self.iss {
+                            self.snd_max = self.iss + 1;
+                        } else {
+                            self.counters.retransmits += 1;
+                        }
+                        self.snd_nxt = self.iss + 1;
+                        self.resend_syn = false;
+                        self.ack_now = false;
+                        if self.timers[Timer::Rto as usize] == Instant::FAR_FUTURE {
+                            self.timers[Timer::Rto as usize] = now + self.rtt.rto();
+                        }
+                        if self.rtt_timing.is_none() && self.retries == 0 {
+                            self.rtt_timing = Some((self.iss + 1, now));
+                        }
+                    }
+                }
+                return sent;
+            }
+            State::TimeWait | State::FinWait2 | State::CloseWait | State::Established
+            | State::FinWait1 | State::Closing | State::LastAck => {}
+        }
+        sent += self.send_data(now, sink);
+        if self.probe_now {
+            let seq = self.snd_una - 1;
+            if self.emit(now, sink, TcpFlags::ACK, seq, 0, 0) {
+                self.probe_now = false;
+                sent += 1;
+            }
+        }
+        if self.ack_now {
+            let seq = self.snd_nxt;
+            if self.emit(now, sink, TcpFlags::ACK, seq, 0, 0) {
+                sent += 1;
+            }
+        }
+        self.arm_persist(now);
+        sent
+    }
+
+    /// Segments data (and the FIN) from SND.NXT within the send window.
+    fn send_data(&mut self, now: Instant, sink: &mut impl Sink) -> usize {
+        if !matches!(
+            self.state,
+            State::Established | State::CloseWait | State::FinWait1 | State::Closing | State::LastAck
+        ) {
+            return 0;
+        }
+        let mut sent = 0;
+        loop {
+            let off = self.snd_nxt - self.snd_una;
+            let unsent = self.tx.len().saturating_sub(off);
+            let len = unsent.min(self.send_window_left()).min(self.snd_mss);
+            // The FIN rides on the last data segment, or goes alone.
+            let fin = self.fin_queued && off + len == self.tx.len();
+            if len == 0 && !fin {
+                break;
+            }
+            let mut flags = TcpFlags::ACK;
+            if fin {
+                flags = flags | TcpFlags::FIN;
+            }
+            if len > 0 && off + len == self.tx.len() {
+                flags = flags | TcpFlags::PSH;
+            }
+            let seq = self.snd_nxt;
+            let Some((len, fin)) = self.emit_data(now, sink, flags, seq, off, len) else {
+                break;
+            };
+            sent += 1;
+            let is_retransmit = seq < self.snd_max;
+            if is_retransmit {
+                self.counters.retransmits += 1;
+            }
+            self.snd_nxt = seq + len + fin as usize;
+            if fin {
+                self.fin_seq = Some(seq + len);
+            }
+            if self.snd_nxt > self.snd_max {
+                if self.rtt_timing.is_none() && !is_retransmit {
+                    self.rtt_timing = Some((self.snd_nxt, now));
+                }
+                self.snd_max = self.snd_nxt;
+            }
+            // RFC 6298 §5.1: start the timer if it is not running.
+            if self.timers[Timer::Rto as usize] == Instant::FAR_FUTURE {
+                self.timers[Timer::Rto as usize] = now + self.rtt.rto();
+            }
+            if fin {
+                break;
+            }
+        }
+        sent
+    }
+
+    /// Zero window and data waiting with nothing in flight: arm the persist
+    /// timer so the connection cannot deadlock on a lost window update.
+    fn arm_persist(&mut self, now: Instant) {
+        let waiting = self.tx.len() > self.snd_nxt - self.snd_una;
+        if self.snd_wnd == 0
+            && waiting
+            && self.snd_una == self.snd_max
+            && self.state.is_synchronized()
+            && self.timers[Timer::Persist as usize] == Instant::FAR_FUTURE
+        {
+            let backoff = 1u32 << self.persist_backoff.min(16);
+            let t = self.rtt.rto().saturating_mul(backoff).min(self.cfg.max_rto);
+            self.timers[Timer::Persist as usize] = now + t;
+        }
+    }
+
+    /// Emits a segment carrying `len` bytes of the send buffer from `off`;
+    /// returns the bytes actually carried (the ring may wrap, and then the
+    /// FIN waits for the next segment) and whether the FIN went, or None if
+    /// the sink refused.
+    fn emit_data(
+        &mut self,
+        now: Instant,
+        sink: &mut impl Sink,
+        flags: TcpFlags,
+        seq: SeqNumber,
+        off: usize,
+        len: usize,
+    ) -> Option<(usize, bool)> {
+        let carried = self.tx.get_allocated(off, len).len();
+        let flags = if carried < len {
+            TcpFlags(flags.0 & !TcpFlags::FIN.0)
+        } else {
+            flags
+        };
+        self.emit(now, sink, flags, seq, off, carried)
+            .then_some((carried, flags.fin()))
+    }
+
+    /// Builds one segment and hands it to the sink. `off`/`len` select
+    /// payload from the send buffer.
+    fn emit(
+        &mut self,
+        now: Instant,
+        sink: &mut impl Sink,
+        flags: TcpFlags,
+        seq: SeqNumber,
+        off: usize,
+        len: usize,
+    ) -> bool {
+        let syn = flags.syn();
+        let mut options = TcpOptions::default();
+        let window = self.rcv_window();
+        let window_len = if syn {
+            // RFC 7323 §2.2: the window in a SYN is not scaled.
+            window.min(0xffff) as u16
+        } else {
+            (window >> self.rcv_wscale).min(0xffff) as u16
+        };
+        // Our SYN offers what the configuration allows; a SYN-ACK only
+        // what the peer's SYN offered (RFC 7323 §2.2, §3.2; RFC 2018 §2).
+        let active_syn = syn && self.state == State::SynSent;
+        if syn {
+            options.mss = Some(self.cfg.mss);
+            let ws = if active_syn { self.cfg.window_scale } else { self.ws_ok };
+            if ws {
+                options.window_scale = Some(self.rcv_wscale);
+            }
+            options.sack_permitted = if active_syn { self.cfg.sack } else { self.sack_ok };
+        }
+        let ts_on = if active_syn {
+            self.cfg.timestamps
+        } else {
+            self.ts_enabled
+        };
+        if ts_on && !flags.rst() {
+            options.timestamp = Some(TcpTimestamp {
+                tsval: self.our_tsval(now),
+                tsecr: if flags.ack() { self.ts_recent } else { 0 },
+            });
+        }
+        let ack_number = if flags.ack() { self.rcv_nxt } else { SeqNumber(0) };
+        let payload = if len > 0 {
+            self.tx.get_allocated(off, len)
+        } else {
+            &[][..]
+        };
+        let repr = TcpRepr {
+            src_port: self.local.port(),
+            dst_port: self.remote.port(),
+            seq_number: seq,
+            ack_number,
+            flags,
+            window_len: if flags.rst() { 0 } else { window_len },
+            urgent_pointer: 0,
+            options,
+            payload,
+        };
+        if !sink.emit(*self.local.ip(), *self.remote.ip(), &repr) {
+            return false;
+        }
+        self.counters.segs_out += 1;
+        if flags.ack() {
+            self.ack_now = false;
+            self.last_ack_sent = self.rcv_nxt;
+            let adv = if syn {
+                window_len as usize
+            } else {
+                (window_len as usize) << self.rcv_wscale
+            };
+            let edge = self.rcv_nxt + adv;
+            if edge > self.rcv_adv {
+                self.rcv_adv = edge;
+            }
+        }
+        true
+    }
+
+}

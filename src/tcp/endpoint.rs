@@ -1,0 +1,1086 @@
+//! The TCP endpoint of one stack: the socket table, the demux from 4-tuple
+//! to connection (a keyed hash map, never a scan), listeners with their SYN
+//! and accept queues, local port bookkeeping, RST for segments that reach no
+//! socket, and the schedule of connections that need time.
+//!
+//! Handles are generational: a handle outlives neither `close()` nor the
+//! slot's reuse, so a stale handle is an error, never another socket.
+
+use core::net::{Ipv4Addr, SocketAddrV4};
+use std::cmp::Reverse;
+use std::collections::{BinaryHeap, HashMap, VecDeque};
+
+use super::conn::{Connection, RecvError, SendError, Shutdown, TcpError, TcpInfo};
+use super::{rst_for_unexpected, Config, IsnGenerator, Sink, State};
+use crate::time::{Duration, Instant};
+use crate::wire::TcpRepr;
+
+type FastMap<K, V> = HashMap<K, V, ahash::RandomState>;
+
+/// An application's reference to a socket.
+#[derive(Clone, Copy, PartialEq, Eq, Hash, Debug)]
+pub struct SocketHandle {
+    index: u32,
+    gen: u32,
+}
+
+impl SocketHandle {
+    /// A small integer for front ends that need one (the C API's fd).
+    pub fn index(self) -> u32 {
+        self.index
+    }
+    pub fn generation(self) -> u32 {
+        self.gen
+    }
+    pub fn from_parts(index: u32, gen: u32) -> SocketHandle {
+        SocketHandle { index, gen }
+    }
+}
+
+/// The connection identifier (RFC 9293 §3.3.1's socket pair).
+#[derive(Clone, Copy, PartialEq, Eq, Hash, Debug)]
+pub struct FourTuple {
+    pub local: SocketAddrV4,
+    pub remote: SocketAddrV4,
+}
+
+/// Errors of the socket calls; each maps to one errno in the C API.
+#[derive(Clone, Copy, PartialEq, Eq, Debug)]
+pub enum SocketError {
+    /// The handle is stale, closed or never existed (EBADF).
+    BadHandle,
+    /// The call does not fit the socket's state (EINVAL).
+    InvalidState,
+    /// EAGAIN.
+    WouldBlock,
+    /// A connect is already in progress (EALREADY).
+    InProgress,
+    /// Already connected (EISCONN).
+    AlreadyConnected,
+    /// Not connected (ENOTCONN).
+    NotConnected,
+    /// The local address is taken (EADDRINUSE).
+    AddrInUse,
+    /// The address is not ours, or no local port is free (EADDRNOTAVAIL).
+    AddrNotAvailable,
+    /// The write side is closed (EPIPE).
+    Pipe,
+    /// ECONNREFUSED.
+    Refused,
+    /// ECONNRESET.
+    Reset,
+    /// ETIMEDOUT.
+    TimedOut,
+    /// Out of socket slots or buffers (ENOBUFS/EMFILE).
+    NoResources,
+}
+
+impl From<TcpError> for SocketError {
+    fn from(e: TcpError) -> SocketError {
+        match e {
+            TcpError::Refused => SocketError::Refused,
+            TcpError::Reset => SocketError::Reset,
+            TcpError::TimedOut => SocketError::TimedOut,
+        }
+    }
+}
+
+/// Readiness of one socket, in epoll's terms.
+#[derive(Clone, Copy, PartialEq, Eq, Debug, Default)]
+pub struct Readiness {
+    /// EPOLLIN: data, end of stream, an error, or (listener) a connection
+    /// to accept.
+    pub readable: bool,
+    /// EPOLLOUT: room in the send buffer, or connect finished (well or not).
+    pub writable: bool,
+    /// EPOLLRDHUP: the peer closed its sending side.
+    pub read_hangup: bool,
+    /// EPOLLHUP: both directions are finished.
+    pub hangup: bool,
+    /// EPOLLERR: a pending error (read with `take_error`).
+    pub error: bool,
+}
+
+/// Per-socket options, set before connect/listen (buffers) or any time.
+#[derive(Clone, Debug)]
+pub struct SocketOptions {
+    pub reuse_addr: bool,
+    /// SO_LINGER: None is off; Some(0) aborts on close.
+    pub linger: Option<Duration>,
+    pub nodelay: bool,
+    pub rx_buffer: usize,
+    pub tx_buffer: usize,
+}
+
+/// Endpoint-wide settings.
+#[derive(Clone, Debug)]
+pub struct EndpointConfig {
+    pub tcp: Config,
+    /// Bound on connections in SYN-RECEIVED per listener (Linux's
+    /// tcp_max_syn_backlog).
+    pub max_syn_backlog: usize,
+    /// Upper bound on a listen backlog (Linux's somaxconn).
+    pub max_backlog: usize,
+    /// Ephemeral ports (Linux's ip_local_port_range).
+    pub local_ports: (u16, u16),
+    /// RFC 6528 secret.
+    pub isn_key: [u8; 16],
+    /// Seeds the demux hash (keyed, against hash flooding).
+    pub hash_seed: u64,
+    /// Largest number of sockets (connections included).
+    pub max_sockets: usize,
+}
+
+impl Default for EndpointConfig {
+    fn default() -> EndpointConfig {
+        EndpointConfig {
+            tcp: Config::default(),
+            max_syn_backlog: 1024,
+            max_backlog: 4096,
+            local_ports: (32768, 60999),
+            isn_key: *b"flowlane-isn-key",
+            hash_seed: 0x5eed_f10a_1a9e,
+            max_sockets: 1 << 22,
+        }
+    }
+}
+
+/// Endpoint counters: what was dropped or refused, and why.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct EndpointCounters {
+    pub segments_in: u64,
+    pub segments_out: u64,
+    /// Segments that reached no socket.
+    pub no_socket: u64,
+    pub rst_sent: u64,
+    /// SYNs dropped because the SYN queue was full.
+    pub syn_queue_overflow: u64,
+    /// SYNs dropped because the accept queue was full.
+    pub accept_queue_overflow: u64,
+    pub connections_opened: u64,
+    pub connections_accepted: u64,
+    pub connections_reset: u64,
+    /// Segments not emitted because the device queue was full.
+    pub tx_backpressure: u64,
+}
+
+struct Listener {
+    config: Config,
+    backlog: usize,
+    /// Children in SYN-RECEIVED.
+    syn_queue: usize,
+    /// Established children not yet accepted.
+    accept_queue: VecDeque<SocketHandle>,
+}
+
+enum Kind {
+    Unbound,
+    Bound(SocketAddrV4),
+    Listening(SocketAddrV4, Box<Listener>),
+    Connection(Box<Connection>),
+}
+
+struct Socket {
+    kind: Kind,
+    opts: SocketOptions,
+    /// For a passive child not yet accepted: its listener.
+    parent: Option<SocketHandle>,
+    /// The application has closed its handle; the slot frees itself when
+    /// the connection reaches CLOSED.
+    released: bool,
+    /// In the demux table (and counted in its port).
+    in_table: bool,
+    /// In the dirty list.
+    dirty: bool,
+    /// Time of the valid entry in the timer heap (lazy cancellation).
+    scheduled: Instant,
+    /// State counted in the per-state statistics.
+    counted: Option<State>,
+}
+
+struct Slot {
+    gen: u32,
+    socket: Option<Socket>,
+}
+
+#[derive(Default, Clone, Copy)]
+struct PortUse {
+    listeners: u32,
+    bound: u32,
+    connections: u32,
+}
+
+/// The socket table and TCP demux of one stack.
+pub struct Endpoint {
+    config: EndpointConfig,
+    slots: Vec<Slot>,
+    free: Vec<u32>,
+    conns: FastMap<FourTuple, u32>,
+    listeners: FastMap<SocketAddrV4, u32>,
+    ports: FastMap<u16, PortUse>,
+    dirty: Vec<u32>,
+    timers: BinaryHeap<Reverse<(Instant, u32)>>,
+    isn: IsnGenerator,
+    local_addrs: Vec<Ipv4Addr>,
+    port_cursor: u32,
+    counters: EndpointCounters,
+    states: [u64; State::COUNT],
+    record_history: bool,
+}
+
+/// A sink wrapper that counts what goes out and what the device refused.
+struct Counting<'a, S: Sink> {
+    inner: &'a mut S,
+    out: u64,
+    refused: u64,
+}
+
+impl<S: Sink> Sink for Counting<'_, S> {
+    fn emit(&mut self, src: Ipv4Addr, dst: Ipv4Addr, repr: &TcpRepr<'_>) -> bool {
+        let ok = self.inner.emit(src, dst, repr);
+        if ok {
+            self.out += 1;
+        } else {
+            self.refused += 1;
+        }
+        ok
+    }
+}
+
+impl Endpoint {
+    pub fn new(config: EndpointConfig) -> Endpoint {
+        let hasher = ahash::RandomState::with_seeds(
+            config.hash_seed,
+            config.hash_seed.rotate_left(17) ^ 0x9e37_79b9_7f4a_7c15,
+            config.hash_seed.rotate_left(31) ^ 0xc2b2_ae3d_27d4_eb4f,
+            config.hash_seed.rotate_left(47) ^ 0x1656_67b1_9e37_79f9,
+        );
+        Endpoint {
+            isn: IsnGenerator::new(config.isn_key),
+            port_cursor: (config.hash_seed as u32) & 0xffff,
+            config,
+            slots: Vec::new(),
+            free: Vec::new(),
+            conns: HashMap::with_hasher(hasher.clone()),
+            listeners: HashMap::with_hasher(hasher.clone()),
+            ports: HashMap::with_hasher(hasher),
+            dirty: Vec::new(),
+            timers: BinaryHeap::new(),
+            local_addrs: Vec::new(),
+            counters: EndpointCounters::default(),
+            states: [0; State::COUNT],
+            record_history: false,
+        }
+    }
+
+    pub fn config(&self) -> &EndpointConfig {
+        &self.config
+    }
+
+    /// The addresses sockets may bind to (the interface's).
+    pub fn set_local_addrs(&mut self, addrs: &[Ipv4Addr]) {
+        self.local_addrs = addrs.to_vec();
+    }
+
+    /// Every new connection records its state history (tests).
+    pub fn set_record_history(&mut self, on: bool) {
+        self.record_history = on;
+    }
+
+    pub fn counters(&self) -> &EndpointCounters {
+        &self.counters
+    }
+
+    /// Sockets per TCP state (LISTEN counts listeners), like
+    /// `netstat -n | awk '/^tcp/ {++S[$NF]} END {for(a in S) print a, S[a]}'`.
+    pub fn state_counts(&self) -> [u64; State::COUNT] {
+        self.states
+    }
+
+    /// Number of live connections in the demux table.
+    pub fn connection_count(&self) -> usize {
+        self.conns.len()
+    }
+
+    // ----- slots -----------------------------------------------------------
+
+    fn socket(&self, h: SocketHandle) -> Result<&Socket, SocketError> {
+        match self.slots.get(h.index as usize) {
+            Some(Slot {
+                gen,
+                socket: Some(s),
+            }) if *gen == h.gen && !s.released => Ok(s),
+            _ => Err(SocketError::BadHandle),
+        }
+    }
+
+    fn socket_mut(&mut self, h: SocketHandle) -> Result<&mut Socket, SocketError> {
+        match self.slots.get_mut(h.index as usize) {
+            Some(Slot {
+                gen,
+                socket: Some(s),
+            }) if *gen == h.gen && !s.released => Ok(s),
+            _ => Err(SocketError::BadHandle),
+        }
+    }
+
+    fn handle_of(&self, index: u32) -> SocketHandle {
+        SocketHandle {
+            index,
+            gen: self.slots[index as usize].gen,
+        }
+    }
+
+    fn alloc(&mut self, socket: Socket) -> Result<SocketHandle, SocketError> {
+        if let Some(index) = self.free.pop() {
+            let slot = &mut self.slots[index as usize];
+            slot.socket = Some(socket);
+            return Ok(SocketHandle {
+                index,
+                gen: slot.gen,
+            });
+        }
+        if self.slots.len() >= self.config.max_sockets {
+            return Err(SocketError::NoResources);
+        }
+        self.slots.push(Slot {
+            gen: 0,
+            socket: Some(socket),
+        });
+        Ok(SocketHandle {
+            index: (self.slots.len() - 1) as u32,
+            gen: 0,
+        })
+    }
+
+    fn release_slot(&mut self, index: u32) {
+        let slot = &mut self.slots[index as usize];
+        if let Some(s) = slot.socket.take() {
+            if let Some(st) = s.counted {
+                self.states[st as usize] -= 1;
+            }
+        }
+        slot.gen = slot.gen.wrapping_add(1);
+        self.free.push(index);
+    }
+
+    fn new_socket(&self, kind: Kind, opts: SocketOptions) -> Socket {
+        Socket {
+            kind,
+            opts,
+            parent: None,
+            released: false,
+            in_table: false,
+            dirty: false,
+            scheduled: Instant::FAR_FUTURE,
+            counted: None,
+        }
+    }
+
+    fn default_options(&self) -> SocketOptions {
+        let tcp = &self.config.tcp;
+        SocketOptions {
+            reuse_addr: false,
+            linger: None,
+            nodelay: tcp.nodelay,
+            rx_buffer: tcp.rx_buffer,
+            tx_buffer: tcp.tx_buffer,
+        }
+    }
+
+    fn conn_config(&self, opts: &SocketOptions) -> Config {
+        let mut c = self.config.tcp.clone();
+        c.nodelay = opts.nodelay;
+        c.rx_buffer = opts.rx_buffer;
+        c.tx_buffer = opts.tx_buffer;
+        c
+    }
+
+    // ----- socket calls ----------------------------------------------------
+
+    /// `socket(AF_INET, SOCK_STREAM, 0)`.
+    pub fn socket(&mut self) -> Result<SocketHandle, SocketError> {
+        let s = self.new_socket(Kind::Unbound, self.default_options());
+        self.alloc(s)
+    }
+
+    fn port_use(&mut self, port: u16) -> &mut PortUse {
+        self.ports.entry(port).or_default()
+    }
+
+    fn port_release(&mut self, port: u16, f: impl FnOnce(&mut PortUse)) {
+        if let Some(u) = self.ports.get_mut(&port) {
+            f(u);
+            if u.listeners == 0 && u.bound == 0 && u.connections == 0 {
+                self.ports.remove(&port);
+            }
+        }
+    }
+
+    fn is_local(&self, ip: Ipv4Addr) -> bool {
+        ip.is_unspecified() || self.local_addrs.contains(&ip)
+    }
+
+    /// `bind(2)`. Port 0 picks an ephemeral port. Without SO_REUSEADDR the
+    /// port must be unused; with it, connections on the port (TIME-WAIT ones
+    /// included) do not block a new bind, but a listener or a bound socket
+    /// does.
+    pub fn bind(&mut self, h: SocketHandle, addr: SocketAddrV4) -> Result<(), SocketError> {
+        let reuse = {
+            let s = self.socket(h)?;
+            if !matches!(s.kind, Kind::Unbound) {
+                return Err(SocketError::InvalidState);
+            }
+            s.opts.reuse_addr
+        };
+        if !self.is_local(*addr.ip()) {
+            return Err(SocketError::AddrNotAvailable);
+        }
+        let port = if addr.port() == 0 {
+            self.free_bind_port().ok_or(SocketError::AddrNotAvailable)?
+        } else {
+            let u = self.ports.get(&addr.port()).copied().unwrap_or_default();
+            if u.listeners > 0 || u.bound > 0 || (u.connections > 0 && !reuse) {
+                return Err(SocketError::AddrInUse);
+            }
+            addr.port()
+        };
+        self.port_use(port).bound += 1;
+        self.socket_mut(h)?.kind = Kind::Bound(SocketAddrV4::new(*addr.ip(), port));
+        Ok(())
+    }
+
+    fn free_bind_port(&mut self) -> Option<u16> {
+        let (lo, hi) = self.config.local_ports;
+        let n = (hi as u32).saturating_sub(lo as u32) + 1;
+        for _ in 0..n {
+            self.port_cursor = self.port_cursor.wrapping_add(1);
+            let port = lo + (self.port_cursor % n) as u16;
+            if !self.ports.contains_key(&port) {
+                return Some(port);
+            }
+        }
+        None
+    }
+
+    /// `listen(2)`. An unbound socket gets an ephemeral port, as on Linux.
+    pub fn listen(&mut self, h: SocketHandle, backlog: usize) -> Result<(), SocketError> {
+        let backlog = backlog.clamp(1, self.config.max_backlog);
+        let addr = match self.socket(h)?.kind {
+            Kind::Bound(a) => a,
+            Kind::Unbound => {
+                self.bind(h, SocketAddrV4::new(Ipv4Addr::UNSPECIFIED, 0))?;
+                match self.socket(h)?.kind {
+                    Kind::Bound(a) => a,
+                    _ => return Err(SocketError::InvalidState),
+                }
+            }
+            Kind::Listening(_, ref mut _l) => return Ok(()),
+            Kind::Connection(_) => return Err(SocketError::InvalidState),
+        };
+        let config = self.conn_config(&self.socket(h)?.opts);
+        let u = self.port_use(addr.port());
+        u.bound -= 1;
+        u.listeners += 1;
+        self.listeners.insert(addr, h.index);
+        let s = self.socket_mut(h)?;
+        s.kind = Kind::Listening(
+            addr,
+            Box::new(Listener {
+                config,
+                backlog,
+                syn_queue: 0,
+                accept_queue: VecDeque::new(),
+            }),
+        );
+        s.counted = Some(State::Listen);
+        self.states[State::Listen as usize] += 1;
+        Ok(())
+    }
+
+    /// `accept(2)`: the oldest established child, with its peer address.
+    pub fn accept(
+        &mut self,
+        h: SocketHandle,
+    ) -> Result<(SocketHandle, SocketAddrV4), SocketError> {
+        let child = match &mut self.socket_mut(h)?.kind {
+            Kind::Listening(_, l) => l.accept_queue.pop_front(),
+            _ => return Err(SocketError::InvalidState),
+        };
+        let child = child.ok_or(SocketError::WouldBlock)?;
+        let s = self.socket_mut(child)?;
+        s.parent = None;
+        let Kind::Connection(c) = &s.kind else {
+            return Err(SocketError::InvalidState);
+        };
+        let remote = c.remote();
+        self.counters.connections_accepted += 1;
+        Ok((child, remote))
+    }
+
+    /// `connect(2)`, non-blocking: the SYN leaves on the next poll; the
+    /// socket turns writable when the handshake completes (or readable and
+    /// in error when it fails).
+    pub fn connect(
+        &mut self,
+        h: SocketHandle,
+        now: Instant,
+        remote: SocketAddrV4,
+    ) -> Result<(), SocketError> {
+        let bound = match &self.socket(h)?.kind {
+            Kind::Unbound => None,
+            Kind::Bound(a) => Some(*a),
+            Kind::Listening(..) => return Err(SocketError::InvalidState),
+            Kind::Connection(c) => {
+                return Err(match c.state() {
+                    State::SynSent | State::SynReceived => SocketError::InProgress,
+                    _ => SocketError::AlreadyConnected,
+                })
+            }
+        };
+        if remote.port() == 0 || remote.ip().is_unspecified() || remote.ip().is_broadcast() {
+            return Err(SocketError::InvalidState);
+        }
+        let local_ip = match bound {
+            Some(a) if !a.ip().is_unspecified() => *a.ip(),
+            _ => *self
+                .local_addrs
+                .first()
+                .ok_or(SocketError::AddrNotAvailable)?,
+        };
+        let local = match bound {
+            Some(a) => {
+                let local = SocketAddrV4::new(local_ip, a.port());
+                if self.conns.contains_key(&FourTuple { local, remote }) {
+                    return Err(SocketError::AddrInUse);
+                }
+                local
+            }
+            None => self
+                .ephemeral_port(local_ip, remote)
+                .ok_or(SocketError::AddrNotAvailable)?,
+        };
+        let cfg = self.conn_config(&self.socket(h)?.opts);
+        let iss = self.isn.isn(now, local, remote);
+        let ts_offset = self.isn.hash(local, remote, 1);
+        let mut conn = Connection::connect(&cfg, local, remote, iss, ts_offset);
+        if self.record_history {
+            conn.record_history();
+        }
+        let linger = self.socket(h)?.opts.linger;
+        conn.set_linger(linger);
+        if bound.is_some() {
+            self.port_use(local.port()).bound -= 1;
+        }
+        self.port_use(local.port()).connections += 1;
+        self.conns.insert(FourTuple { local, remote }, h.index);
+        let s = self.socket_mut(h)?;
+        s.kind = Kind::Connection(Box::new(conn));
+        s.in_table = true;
+        self.counters.connections_opened += 1;
+        self.after_change(h.index);
+        Ok(())
+    }
+
+    /// RFC 6056-style choice: a keyed offset per destination, then the
+    /// first port whose 4-tuple is free and that no listener or bound
+    /// socket holds.
+    fn ephemeral_port(&mut self, local_ip: Ipv4Addr, remote: SocketAddrV4) -> Option<SocketAddrV4> {
+        let (lo, hi) = self.config.local_ports;
+        let n = (hi as u32).saturating_sub(lo as u32) + 1;
+        let probe = SocketAddrV4::new(local_ip, 0);
+        let offset = self.isn.hash(probe, remote, 2);
+        self.port_cursor = self.port_cursor.wrapping_add(1);
+        for i in 0..n {
+            let port = lo + (offset.wrapping_add(self.port_cursor).wrapping_add(i) % n) as u16;
+            let local = SocketAddrV4::new(local_ip, port);
+            if let Some(u) = self.ports.get(&port) {
+                if u.listeners > 0 || u.bound > 0 {
+                    continue;
+                }
+            }
+            if !self.conns.contains_key(&FourTuple { local, remote }) {
+                self.port_cursor = self.port_cursor.wrapping_add(i);
+                return Some(local);
+            }
+        }
+        None
+    }
+
+    fn conn_mut(&mut self, h: SocketHandle) -> Result<&mut Connection, SocketError> {
+        match &mut self.socket_mut(h)?.kind {
+            Kind::Connection(c) => Ok(c),
+            _ => Err(SocketError::NotConnected),
+        }
+    }
+
+    fn conn(&self, h: SocketHandle) -> Result<&Connection, SocketError> {
+        match &self.socket(h)?.kind {
+            Kind::Connection(c) => Ok(c),
+            _ => Err(SocketError::NotConnected),
+        }
+    }
+
+    /// `send(2)`: how many bytes were queued (maybe fewer than offered).
+    pub fn send(&mut self, h: SocketHandle, data: &[u8]) -> Result<usize, SocketError> {
+        let r = match self.conn_mut(h) {
+            Ok(c) => c.send_slice(data),
+            Err(SocketError::NotConnected) => {
+                // A listener, or not connected yet.
+                return Err(SocketError::NotConnected);
+            }
+            Err(e) => return Err(e),
+        };
+        let n = r.map_err(|e| match e {
+            SendError::WouldBlock => SocketError::WouldBlock,
+            SendError::Closed => SocketError::Pipe,
+            SendError::Failed(e) => e.into(),
+        })?;
+        if n > 0 {
+            self.after_change(h.index);
+        }
+        Ok(n)
+    }
+
+    /// `recv(2)`: `Ok(0)` is the end of the stream.
+    pub fn recv(&mut self, h: SocketHandle, buf: &mut [u8]) -> Result<usize, SocketError> {
+        let r = self.conn_mut(h)?.recv_slice(buf);
+        let n = r.map_err(|e| match e {
+            RecvError::WouldBlock => SocketError::WouldBlock,
+            RecvError::NotConnected => SocketError::NotConnected,
+            RecvError::Failed(e) => e.into(),
+        })?;
+        self.after_change(h.index);
+        Ok(n)
+    }
+
+    /// `recv(MSG_PEEK)`.
+    pub fn peek(&self, h: SocketHandle, buf: &mut [u8]) -> Result<usize, SocketError> {
+        Ok(self.conn(h)?.peek_slice(buf))
+    }
+
+    pub fn shutdown(&mut self, h: SocketHandle, how: Shutdown) -> Result<(), SocketError> {
+        let c = self.conn_mut(h)?;
+        if !c.state().is_synchronized() && c.state() != State::SynReceived {
+            return Err(SocketError::NotConnected);
+        }
+        c.shutdown(how);
+        self.after_change(h.index);
+        Ok(())
+    }
+
+    /// `close(2)`: the handle is gone at once; the connection finishes on
+    /// its own (FIN, TIME-WAIT) unless SO_LINGER says otherwise.
+    pub fn close(&mut self, h: SocketHandle, now: Instant) -> Result<(), SocketError> {
+        self.socket(h)?;
+        let index = h.index;
+        let kind = std::mem::replace(
+            &mut self.socket_mut(h)?.kind,
+            Kind::Unbound,
+        );
+        match kind {
+            Kind::Unbound => self.release_slot(index),
+            Kind::Bound(a) => {
+                self.port_release(a.port(), |u| u.bound -= 1);
+                self.release_slot(index);
+            }
+            Kind::Listening(a, l) => {
+                self.listeners.remove(&a);
+                self.port_release(a.port(), |u| u.listeners -= 1);
+                self.release_slot(index);
+                // Children nobody will accept are reset (Linux does the same
+                // on close of a listener with a non-empty queue).
+                for child in l.accept_queue {
+                    if let Ok(s) = self.socket_mut(child) {
+                        s.parent = None;
+                        s.released = true;
+                        if let Kind::Connection(c) = &mut s.kind {
+                            c.abort();
+                        }
+                        self.after_change(child.index);
+                    }
+                }
+                let orphans: Vec<u32> = self
+                    .slots
+                    .iter()
+                    .enumerate()
+                    .filter_map(|(i, s)| match &s.socket {
+                        Some(sock) if sock.parent == Some(h) => Some(i as u32),
+                        _ => None,
+                    })
+                    .collect();
+                for i in orphans {
+                    let s = self.slots[i as usize].socket.as_mut().expect("listed above");
+                    s.parent = None;
+                    s.released = true;
+                    if let Kind::Connection(c) = &mut s.kind {
+                        c.abort();
+                    }
+                    self.after_change(i);
+                }
+            }
+            Kind::Connection(mut c) => {
+                c.close(now);
+                let s = self.socket_mut(h)?;
+                s.kind = Kind::Connection(c);
+                s.released = true;
+                self.after_change(index);
+            }
+        }
+        Ok(())
+    }
+
+    /// RST now, no TIME-WAIT (RFC 9293 ABORT); the handle stays valid.
+    pub fn abort(&mut self, h: SocketHandle) -> Result<(), SocketError> {
+        self.conn_mut(h)?.abort();
+        self.after_change(h.index);
+        Ok(())
+    }
+
+    pub fn options(&self, h: SocketHandle) -> Result<&SocketOptions, SocketError> {
+        Ok(&self.socket(h)?.opts)
+    }
+
+    /// Changes options. Buffer sizes only apply before connect/listen.
+    pub fn set_options(
+        &mut self,
+        h: SocketHandle,
+        f: impl FnOnce(&mut SocketOptions),
+    ) -> Result<(), SocketError> {
+        let s = self.socket_mut(h)?;
+        f(&mut s.opts);
+        s.opts.rx_buffer = s.opts.rx_buffer.clamp(1024, 1 << 30);
+        s.opts.tx_buffer = s.opts.tx_buffer.clamp(1024, 1 << 30);
+        let (linger, nodelay) = (s.opts.linger, s.opts.nodelay);
+        if let Kind::Connection(c) = &mut s.kind {
+            c.set_linger(linger);
+            c.set_nodelay(nodelay);
+        }
+        Ok(())
+    }
+
+    pub fn state(&self, h: SocketHandle) -> Result<State, SocketError> {
+        Ok(match &self.socket(h)?.kind {
+            Kind::Unbound | Kind::Bound(_) => State::Closed,
+            Kind::Listening(..) => State::Listen,
+            Kind::Connection(c) => c.state(),
+        })
+    }
+
+    pub fn info(&self, h: SocketHandle) -> Result<TcpInfo, SocketError> {
+        Ok(self.conn(h)?.info())
+    }
+
+    /// The connection's state history, when recording was on (tests).
+    pub fn history(&self, h: SocketHandle) -> Result<Vec<State>, SocketError> {
+        Ok(self.conn(h)?.history().to_vec())
+    }
+
+    /// SO_ERROR: the pending error, cleared by reading it.
+    pub fn take_error(&mut self, h: SocketHandle) -> Result<Option<SocketError>, SocketError> {
+        match &mut self.socket_mut(h)?.kind {
+            Kind::Connection(c) => Ok(c.take_error().map(Into::into)),
+            _ => Ok(None),
+        }
+    }
+
+    pub fn local_addr(&self, h: SocketHandle) -> Result<SocketAddrV4, SocketError> {
+        Ok(match &self.socket(h)?.kind {
+            Kind::Unbound => SocketAddrV4::new(Ipv4Addr::UNSPECIFIED, 0),
+            Kind::Bound(a) | Kind::Listening(a, _) => *a,
+            Kind::Connection(c) => c.local(),
+        })
+    }
+
+    pub fn peer_addr(&self, h: SocketHandle) -> Result<SocketAddrV4, SocketError> {
+        match &self.socket(h)?.kind {
+            Kind::Connection(c) if c.state() != State::SynSent => Ok(c.remote()),
+            _ => Err(SocketError::NotConnected),
+        }
+    }
+
+    pub fn readiness(&self, h: SocketHandle) -> Result<Readiness, SocketError> {
+        Ok(match &self.socket(h)?.kind {
+            Kind::Listening(_, l) => Readiness {
+                readable: !l.accept_queue.is_empty(),
+                ..Readiness::default()
+            },
+            Kind::Connection(c) => Readiness {
+                readable: c.readable(),
+                writable: c.writable(),
+                read_hangup: c.recv_finished() || c.failed(),
+                hangup: c.hung_up(),
+                error: c.failed(),
+            },
+            // Linux reports EPOLLOUT|EPOLLHUP for a fresh socket.
+            Kind::Unbound | Kind::Bound(_) => Readiness {
+                writable: true,
+                hangup: true,
+                ..Readiness::default()
+            },
+        })
+    }
+
+    // ----- input and output ----------------------------------------------
+
+    /// One segment from `src` to `dst` (one of our addresses).
+    pub fn process(
+        &mut self,
+        now: Instant,
+        src: Ipv4Addr,
+        dst: Ipv4Addr,
+        seg: &TcpRepr<'_>,
+        sink: &mut impl Sink,
+    ) {
+        self.counters.segments_in += 1;
+        let key = FourTuple {
+            local: SocketAddrV4::new(dst, seg.dst_port),
+            remote: SocketAddrV4::new(src, seg.src_port),
+        };
+        if let Some(&index) = self.conns.get(&key) {
+            if let Some(Socket {
+                kind: Kind::Connection(c),
+                ..
+            }) = &mut self.slots[index as usize].socket
+            {
+                c.process(now, seg);
+            }
+            self.after_change(index);
+            return;
+        }
+        let listener = self
+            .listeners
+            .get(&key.local)
+            .or_else(|| {
+                self.listeners
+                    .get(&SocketAddrV4::new(Ipv4Addr::UNSPECIFIED, seg.dst_port))
+            })
+            .copied();
+        if let Some(index) = listener {
+            self.listen_process(now, index, key, seg, sink);
+            return;
+        }
+        self.counters.no_socket += 1;
+        self.reply_rst(src, dst, seg, sink);
+    }
+
+    fn reply_rst(&mut self, src: Ipv4Addr, dst: Ipv4Addr, seg: &TcpRepr<'_>, sink: &mut impl Sink) {
+        if let Some(rst) = rst_for_unexpected(seg) {
+            if sink.emit(dst, src, &rst) {
+                self.counters.rst_sent += 1;
+                self.counters.segments_out += 1;
+            } else {
+                self.counters.tx_backpressure += 1;
+            }
+        }
+    }
+
+    /// RFC 9293 §3.10.7.2, LISTEN.
+    fn listen_process(
+        &mut self,
+        now: Instant,
+        index: u32,
+        key: FourTuple,
+        seg: &TcpRepr<'_>,
+        sink: &mut impl Sink,
+    ) {
+        let f = seg.flags;
+        if f.rst() {
+            return;
+        }
+        if f.ack() {
+            // <SEQ=SEG.ACK><CTL=RST>
+            self.reply_rst(*key.remote.ip(), *key.local.ip(), seg, sink);
+            return;
+        }
+        if !f.syn() {
+            return;
+        }
+        let listener_handle = self.handle_of(index);
+        let Some(Socket {
+            kind: Kind::Listening(_, l),
+            opts,
+            ..
+        }) = &mut self.slots[index as usize].socket
+        else {
+            return;
+        };
+        if l.syn_queue >= self.config.max_syn_backlog {
+            self.counters.syn_queue_overflow += 1;
+            return;
+        }
+        if l.accept_queue.len() >= l.backlog {
+            self.counters.accept_queue_overflow += 1;
+            return;
+        }
+        l.syn_queue += 1;
+        let cfg = l.config.clone();
+        let linger = opts.linger;
+        let opts = opts.clone();
+        let iss = self.isn.isn(now, key.local, key.remote);
+        let ts_offset = self.isn.hash(key.local, key.remote, 1);
+        let mut conn = Connection::accept_syn(&cfg, key.local, key.remote, seg, iss, ts_offset);
+        if self.record_history {
+            conn.record_history();
+        }
+        conn.set_linger(linger);
+        let mut s = self.new_socket(Kind::Connection(Box::new(conn)), opts);
+        s.parent = Some(listener_handle);
+        s.in_table = true;
+        let Ok(h) = self.alloc(s) else {
+            if let Some(Socket {
+                kind: Kind::Listening(_, l),
+                ..
+            }) = &mut self.slots[index as usize].socket
+            {
+                l.syn_queue -= 1;
+            }
+            return;
+        };
+        self.port_use(key.local.port()).connections += 1;
+        self.conns.insert(key, h.index);
+        self.after_change(h.index);
+    }
+
+    /// Bookkeeping after anything touched a socket: state counts, the
+    /// listener's queues, the demux table, freeing, and scheduling.
+    fn after_change(&mut self, index: u32) {
+        let Some(s) = self.slots[index as usize].socket.as_mut() else {
+            return;
+        };
+        let Kind::Connection(c) = &s.kind else {
+            return;
+        };
+        let state = c.state();
+        let tuple = FourTuple {
+            local: c.local(),
+            remote: c.remote(),
+        };
+        let failed = c.failed();
+        if s.counted != Some(state) {
+            if let Some(old) = s.counted {
+                self.states[old as usize] -= 1;
+            }
+            self.states[state as usize] += 1;
+            let old = s.counted.replace(state);
+            // A passive child leaving SYN-RECEIVED.
+            if old == Some(State::SynReceived) {
+                if let Some(parent) = s.parent {
+                    let established = state != State::Closed;
+                    let child = SocketHandle {
+                        index,
+                        gen: self.slots[index as usize].gen,
+                    };
+                    let mut orphaned = true;
+                    if let Ok(Socket {
+                        kind: Kind::Listening(_, l),
+                        ..
+                    }) = self.socket_mut(parent)
+                    {
+                        l.syn_queue -= 1;
+                        orphaned = false;
+                        if established {
+                            l.accept_queue.push_back(child);
+                        }
+                    }
+                    let s = self.slots[index as usize].socket.as_mut().expect("present");
+                    if orphaned || !established {
+                        s.parent = None;
+                        // Never accepted: nobody holds a handle.
+                        s.released = true;
+                        if orphaned && established {
+                            if let Kind::Connection(c) = &mut s.kind {
+                                c.abort();
+                            }
+                        }
+                    }
+                }
+            }
+            if state == State::Closed && failed {
+                self.counters.connections_reset += 1;
+            }
+        }
+        let s = self.slots[index as usize].socket.as_mut().expect("present");
+        let Kind::Connection(c) = &s.kind else {
+            return;
+        };
+        let state = c.state();
+        if state == State::Closed && s.in_table {
+            s.in_table = false;
+            self.conns.remove(&tuple);
+            self.port_release(tuple.local.port(), |u| u.connections -= 1);
+        }
+        let s = self.slots[index as usize].socket.as_mut().expect("present");
+        let Kind::Connection(c) = &s.kind else {
+            return;
+        };
+        // Work owed now, or a timer.
+        let at = c.poll_at();
+        if at == Instant::ZERO {
+            if !s.dirty {
+                s.dirty = true;
+                self.dirty.push(index);
+            }
+        } else if at < s.scheduled {
+            s.scheduled = at;
+            self.timers.push(Reverse((at, index)));
+        }
+        if state == State::Closed && s.released && !s.dirty {
+            self.release_slot(index);
+        }
+    }
+
+    /// When [`dispatch`](Self::dispatch) is next needed.
+    pub fn poll_at(&self) -> Option<Instant> {
+        if !self.dirty.is_empty() {
+            return Some(Instant::ZERO);
+        }
+        self.timers.peek().map(|Reverse((t, _))| *t)
+    }
+
+    /// Fires due timers and lets every connection with work emit. Returns
+    /// the number of segments emitted.
+    pub fn dispatch(&mut self, now: Instant, sink: &mut impl Sink) -> usize {
+        while let Some(&Reverse((t, index))) = self.timers.peek() {
+            if t > now {
+                break;
+            }
+            self.timers.pop();
+            if let Some(s) = self.slots[index as usize].socket.as_mut() {
+                if s.scheduled == t {
+                    s.scheduled = Instant::FAR_FUTURE;
+                    if !s.dirty {
+                        s.dirty = true;
+                        self.dirty.push(index);
+                    }
+                }
+            }
+        }
+        let mut sink = Counting {
+            inner: sink,
+            out: 0,
+            refused: 0,
+        };
+        let mut dirty = std::mem::take(&mut self.dirty);
+        for &index in &dirty {
+            if let Some(s) = self.slots[index as usize].socket.as_mut() {
+                s.dirty = false;
+                if let Kind::Connection(c) = &mut s.kind {
+                    c.dispatch(now, &mut sink);
+                }
+            }
+        }
+        // Connections that still owe something (the device refused a
+        // segment) go back on the dirty list and retry on the next poll.
+        for &index in &dirty {
+            self.after_change(index);
+        }
+        dirty.clear();
+        if self.dirty.is_empty() {
+            self.dirty = dirty;
+        }
+        self.counters.segments_out += sink.out;
+        self.counters.tx_backpressure += sink.refused;
+        sink.out as usize
+    }
+}
