@@ -3,12 +3,17 @@
 //! Layers, bottom up (see DESIGN.md):
 //! - [`time`]: virtual or real time as integer ticks; nothing below the
 //!   runtime reads a clock.
+//! - [`rand`]: the seeded PRNG behind every random decision.
 //! - [`wire`]: zero-copy packet views and parsed `Repr`s.
+//! - [`storage`]: ring buffers and the out-of-order assembler.
 //! - [`tcp`]: the sans-IO TCP connection and listener.
 //! - [`phy`]: devices that move frames in batches; the in-memory link.
 //! - [`iface`]: Ethernet, ARP, IPv4, ICMP and the demux to TCP.
 //! - [`api`]: the Rust socket API every front end builds on.
 #![deny(unsafe_code)]
 
+pub mod phy;
+pub mod rand;
+pub mod storage;
 pub mod time;
 pub mod wire;

@@ -1,0 +1,16 @@
+//! Buffers for connection data.
+//!
+//! Owns: [`RingBuffer`], the fixed-capacity byte ring behind every TCP send
+//! and receive buffer, and [`Assembler`], the record of which out-of-order
+//! byte ranges beyond `RCV.NXT` have arrived.
+//!
+//! Never: knows about sequence numbers, segments or sockets (callers pass
+//! plain offsets relative to the buffer's head or the contiguous point),
+//! allocates after construction, or panics on a caller's out-of-range
+//! offset: operations clamp and report how many bytes they handled.
+
+pub mod assembler;
+pub mod ring;
+
+pub use assembler::{Assembler, TooManyHoles};
+pub use ring::RingBuffer;
