@@ -143,7 +143,12 @@ impl SubAssign for Duration {
 
 impl fmt::Debug for Instant {
     fn fmt(&self, f: &mut fmt::Formatter) -> fmt::Result {
-        write!(f, "{}.{:06}s", self.micros / 1_000_000, self.micros % 1_000_000)
+        write!(
+            f,
+            "{}.{:06}s",
+            self.micros / 1_000_000,
+            self.micros % 1_000_000
+        )
     }
 }
 impl fmt::Display for Instant {
@@ -175,7 +180,13 @@ mod tests {
         let t = Instant::from_millis(5);
         assert_eq!(t + Duration::from_millis(2), Instant::from_millis(7));
         assert_eq!(t - Instant::from_millis(9), Duration::ZERO);
-        assert_eq!(Instant::FAR_FUTURE + Duration::from_secs(1), Instant::FAR_FUTURE);
-        assert_eq!(Duration::from_secs(1).saturating_mul(3), Duration::from_millis(3000));
+        assert_eq!(
+            Instant::FAR_FUTURE + Duration::from_secs(1),
+            Instant::FAR_FUTURE
+        );
+        assert_eq!(
+            Duration::from_secs(1).saturating_mul(3),
+            Duration::from_millis(3000)
+        );
     }
 }
