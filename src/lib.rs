@@ -12,8 +12,11 @@
 //! - [`api`]: the Rust socket API every front end builds on.
 #![deny(unsafe_code)]
 
+pub mod api;
+pub mod iface;
 pub mod phy;
 pub mod rand;
 pub mod storage;
+pub mod tcp;
 pub mod time;
 pub mod wire;

@@ -6,6 +6,8 @@
 //! (`socket`, `bind`, `listen`, `accept`, `connect`, `send`, `recv`,
 //! `shutdown`, `close`, options, `readiness`); they never block.
 
+pub mod pair;
+
 use core::net::Ipv4Addr;
 
 pub use crate::iface::{Interface, InterfaceConfig, InterfaceCounters};

@@ -170,14 +170,12 @@ impl Interface {
     /// When the interface itself next needs time (ARP retries of pending
     /// frames).
     pub fn poll_at(&self) -> Option<Instant> {
-        self.pending
-            .front()
-            .map(|p| {
-                self.requested
-                    .get(&p.next_hop)
-                    .map(|t| *t + self.config.arp_retry)
-                    .unwrap_or(Instant::ZERO)
-            })
+        self.pending.front().map(|p| {
+            self.requested
+                .get(&p.next_hop)
+                .map(|t| *t + self.config.arp_retry)
+                .unwrap_or(Instant::ZERO)
+        })
     }
 
     /// One round: a receive burst, each frame to ARP/ICMP/TCP, the TCP
@@ -295,8 +293,7 @@ impl Interface {
     }
 
     fn learn(&mut self, now: Instant, ip: Ipv4Addr, mac: EthernetAddress) {
-        if self.neighbors.len() >= self.config.arp_cache_max && !self.neighbors.contains_key(&ip)
-        {
+        if self.neighbors.len() >= self.config.arp_cache_max && !self.neighbors.contains_key(&ip) {
             // Bounded: evict expired entries first, then refuse.
             self.neighbors.retain(|_, n| n.expires_at > now);
             if self.neighbors.len() >= self.config.arp_cache_max {
@@ -351,7 +348,7 @@ impl Interface {
             Ok(p) => p,
             Err(e) => return self.drop_frame(e),
         };
-        let ip = match Ipv4Repr::parse(&packet, self.config.verify_checksums) {
+        let ip = match Ipv4Repr::parse(&packet) {
             Ok(r) => r,
             Err(e) => return self.drop_frame(e),
         };
@@ -383,11 +380,11 @@ impl Interface {
                     Ok(p) => p,
                     Err(e) => return self.drop_frame(e),
                 };
-                let repr = match TcpRepr::parse(&seg, src, ip.dst_addr, self.config.verify_checksums)
-                {
-                    Ok(r) => r,
-                    Err(e) => return self.drop_frame(e),
-                };
+                let repr =
+                    match TcpRepr::parse(&seg, src, ip.dst_addr, self.config.verify_checksums) {
+                        Ok(r) => r,
+                        Err(e) => return self.drop_frame(e),
+                    };
                 let mut sink = TxSink { iface: self, now };
                 tcp.process(now, src, ip.dst_addr, &repr, &mut sink);
             }

@@ -719,7 +719,12 @@ impl Connection {
         if self.ack_now || self.rst_now || self.resend_syn {
             return Instant::ZERO;
         }
-        let mut t = self.timers.iter().copied().min().unwrap_or(Instant::FAR_FUTURE);
+        let mut t = self
+            .timers
+            .iter()
+            .copied()
+            .min()
+            .unwrap_or(Instant::FAR_FUTURE);
         if self.has_sendable() {
             t = Instant::ZERO;
         }
@@ -730,7 +735,10 @@ impl Connection {
     fn has_sendable(&self) -> bool {
         match self.state {
             State::SynSent | State::SynReceived => self.snd_nxt == self.iss,
-            State::Established | State::CloseWait | State::FinWait1 | State::Closing
+            State::Established
+            | State::CloseWait
+            | State::FinWait1
+            | State::Closing
             | State::LastAck => {
                 let off = self.snd_nxt - self.snd_una;
                 let data_left = self.tx.len() > off;
@@ -1076,7 +1084,10 @@ impl Connection {
         }
 
         if !payload.is_empty() {
-            if self.orphan && self.rd_shutdown && self.fin_queued && self.state != State::Established
+            if self.orphan
+                && self.rd_shutdown
+                && self.fin_queued
+                && self.state != State::Established
             {
                 // Data after close(): nobody will read it. Linux answers
                 // with RST (tcp_rcv_state_process, "abort on data").
@@ -1122,8 +1133,7 @@ impl Connection {
         self.counters.bytes_received += n as u64;
         if n > 0 && !self.assembler.is_empty() {
             // Out-of-order data that has now become contiguous.
-            let _ = self.assembler.add(0, n);
-            let front = self.assembler.remove_front();
+            let front = self.assembler.add_then_remove_front(0, n).unwrap_or(n);
             let extra = front.saturating_sub(n);
             let extra = self.rx.enqueue_unallocated(extra);
             self.rcv_nxt += extra;
@@ -1301,8 +1311,13 @@ impl Connection {
                 }
                 return sent;
             }
-            State::TimeWait | State::FinWait2 | State::CloseWait | State::Established
-            | State::FinWait1 | State::Closing | State::LastAck => {}
+            State::TimeWait
+            | State::FinWait2
+            | State::CloseWait
+            | State::Established
+            | State::FinWait1
+            | State::Closing
+            | State::LastAck => {}
         }
         sent += self.send_data(now, sink);
         if self.probe_now {
@@ -1326,7 +1341,11 @@ impl Connection {
     fn send_data(&mut self, now: Instant, sink: &mut impl Sink) -> usize {
         if !matches!(
             self.state,
-            State::Established | State::CloseWait | State::FinWait1 | State::Closing | State::LastAck
+            State::Established
+                | State::CloseWait
+                | State::FinWait1
+                | State::Closing
+                | State::LastAck
         ) {
             return 0;
         }
@@ -1441,11 +1460,19 @@ impl Connection {
         let active_syn = syn && self.state == State::SynSent;
         if syn {
             options.mss = Some(self.cfg.mss);
-            let ws = if active_syn { self.cfg.window_scale } else { self.ws_ok };
+            let ws = if active_syn {
+                self.cfg.window_scale
+            } else {
+                self.ws_ok
+            };
             if ws {
                 options.window_scale = Some(self.rcv_wscale);
             }
-            options.sack_permitted = if active_syn { self.cfg.sack } else { self.sack_ok };
+            options.sack_permitted = if active_syn {
+                self.cfg.sack
+            } else {
+                self.sack_ok
+            };
         }
         let ts_on = if active_syn {
             self.cfg.timestamps
@@ -1458,7 +1485,11 @@ impl Connection {
                 tsecr: if flags.ack() { self.ts_recent } else { 0 },
             });
         }
-        let ack_number = if flags.ack() { self.rcv_nxt } else { SeqNumber(0) };
+        let ack_number = if flags.ack() {
+            self.rcv_nxt
+        } else {
+            SeqNumber(0)
+        };
         let payload = if len > 0 {
             self.tx.get_allocated(off, len)
         } else {
@@ -1494,5 +1525,4 @@ impl Connection {
         }
         true
     }
-
 }

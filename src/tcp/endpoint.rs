@@ -304,7 +304,7 @@ impl Endpoint {
 
     // ----- slots -----------------------------------------------------------
 
-    fn socket(&self, h: SocketHandle) -> Result<&Socket, SocketError> {
+    fn sock(&self, h: SocketHandle) -> Result<&Socket, SocketError> {
         match self.slots.get(h.index as usize) {
             Some(Slot {
                 gen,
@@ -314,7 +314,7 @@ impl Endpoint {
         }
     }
 
-    fn socket_mut(&mut self, h: SocketHandle) -> Result<&mut Socket, SocketError> {
+    fn sock_mut(&mut self, h: SocketHandle) -> Result<&mut Socket, SocketError> {
         match self.slots.get_mut(h.index as usize) {
             Some(Slot {
                 gen,
@@ -427,7 +427,7 @@ impl Endpoint {
     /// does.
     pub fn bind(&mut self, h: SocketHandle, addr: SocketAddrV4) -> Result<(), SocketError> {
         let reuse = {
-            let s = self.socket(h)?;
+            let s = self.sock(h)?;
             if !matches!(s.kind, Kind::Unbound) {
                 return Err(SocketError::InvalidState);
             }
@@ -446,7 +446,7 @@ impl Endpoint {
             addr.port()
         };
         self.port_use(port).bound += 1;
-        self.socket_mut(h)?.kind = Kind::Bound(SocketAddrV4::new(*addr.ip(), port));
+        self.sock_mut(h)?.kind = Kind::Bound(SocketAddrV4::new(*addr.ip(), port));
         Ok(())
     }
 
@@ -466,24 +466,24 @@ impl Endpoint {
     /// `listen(2)`. An unbound socket gets an ephemeral port, as on Linux.
     pub fn listen(&mut self, h: SocketHandle, backlog: usize) -> Result<(), SocketError> {
         let backlog = backlog.clamp(1, self.config.max_backlog);
-        let addr = match self.socket(h)?.kind {
+        let addr = match self.sock(h)?.kind {
             Kind::Bound(a) => a,
             Kind::Unbound => {
                 self.bind(h, SocketAddrV4::new(Ipv4Addr::UNSPECIFIED, 0))?;
-                match self.socket(h)?.kind {
+                match self.sock(h)?.kind {
                     Kind::Bound(a) => a,
                     _ => return Err(SocketError::InvalidState),
                 }
             }
-            Kind::Listening(_, ref mut _l) => return Ok(()),
+            Kind::Listening(..) => return Ok(()),
             Kind::Connection(_) => return Err(SocketError::InvalidState),
         };
-        let config = self.conn_config(&self.socket(h)?.opts);
+        let config = self.conn_config(&self.sock(h)?.opts);
         let u = self.port_use(addr.port());
         u.bound -= 1;
         u.listeners += 1;
         self.listeners.insert(addr, h.index);
-        let s = self.socket_mut(h)?;
+        let s = self.sock_mut(h)?;
         s.kind = Kind::Listening(
             addr,
             Box::new(Listener {
@@ -499,16 +499,13 @@ impl Endpoint {
     }
 
     /// `accept(2)`: the oldest established child, with its peer address.
-    pub fn accept(
-        &mut self,
-        h: SocketHandle,
-    ) -> Result<(SocketHandle, SocketAddrV4), SocketError> {
-        let child = match &mut self.socket_mut(h)?.kind {
+    pub fn accept(&mut self, h: SocketHandle) -> Result<(SocketHandle, SocketAddrV4), SocketError> {
+        let child = match &mut self.sock_mut(h)?.kind {
             Kind::Listening(_, l) => l.accept_queue.pop_front(),
             _ => return Err(SocketError::InvalidState),
         };
         let child = child.ok_or(SocketError::WouldBlock)?;
-        let s = self.socket_mut(child)?;
+        let s = self.sock_mut(child)?;
         s.parent = None;
         let Kind::Connection(c) = &s.kind else {
             return Err(SocketError::InvalidState);
@@ -527,7 +524,7 @@ impl Endpoint {
         now: Instant,
         remote: SocketAddrV4,
     ) -> Result<(), SocketError> {
-        let bound = match &self.socket(h)?.kind {
+        let bound = match &self.sock(h)?.kind {
             Kind::Unbound => None,
             Kind::Bound(a) => Some(*a),
             Kind::Listening(..) => return Err(SocketError::InvalidState),
@@ -560,21 +557,21 @@ impl Endpoint {
                 .ephemeral_port(local_ip, remote)
                 .ok_or(SocketError::AddrNotAvailable)?,
         };
-        let cfg = self.conn_config(&self.socket(h)?.opts);
+        let cfg = self.conn_config(&self.sock(h)?.opts);
         let iss = self.isn.isn(now, local, remote);
         let ts_offset = self.isn.hash(local, remote, 1);
         let mut conn = Connection::connect(&cfg, local, remote, iss, ts_offset);
         if self.record_history {
             conn.record_history();
         }
-        let linger = self.socket(h)?.opts.linger;
+        let linger = self.sock(h)?.opts.linger;
         conn.set_linger(linger);
         if bound.is_some() {
             self.port_use(local.port()).bound -= 1;
         }
         self.port_use(local.port()).connections += 1;
         self.conns.insert(FourTuple { local, remote }, h.index);
-        let s = self.socket_mut(h)?;
+        let s = self.sock_mut(h)?;
         s.kind = Kind::Connection(Box::new(conn));
         s.in_table = true;
         self.counters.connections_opened += 1;
@@ -608,14 +605,14 @@ impl Endpoint {
     }
 
     fn conn_mut(&mut self, h: SocketHandle) -> Result<&mut Connection, SocketError> {
-        match &mut self.socket_mut(h)?.kind {
+        match &mut self.sock_mut(h)?.kind {
             Kind::Connection(c) => Ok(c),
             _ => Err(SocketError::NotConnected),
         }
     }
 
     fn conn(&self, h: SocketHandle) -> Result<&Connection, SocketError> {
-        match &self.socket(h)?.kind {
+        match &self.sock(h)?.kind {
             Kind::Connection(c) => Ok(c),
             _ => Err(SocketError::NotConnected),
         }
@@ -672,12 +669,9 @@ impl Endpoint {
     /// `close(2)`: the handle is gone at once; the connection finishes on
     /// its own (FIN, TIME-WAIT) unless SO_LINGER says otherwise.
     pub fn close(&mut self, h: SocketHandle, now: Instant) -> Result<(), SocketError> {
-        self.socket(h)?;
+        self.sock(h)?;
         let index = h.index;
-        let kind = std::mem::replace(
-            &mut self.socket_mut(h)?.kind,
-            Kind::Unbound,
-        );
+        let kind = std::mem::replace(&mut self.sock_mut(h)?.kind, Kind::Unbound);
         match kind {
             Kind::Unbound => self.release_slot(index),
             Kind::Bound(a) => {
@@ -691,7 +685,7 @@ impl Endpoint {
                 // Children nobody will accept are reset (Linux does the same
                 // on close of a listener with a non-empty queue).
                 for child in l.accept_queue {
-                    if let Ok(s) = self.socket_mut(child) {
+                    if let Ok(s) = self.sock_mut(child) {
                         s.parent = None;
                         s.released = true;
                         if let Kind::Connection(c) = &mut s.kind {
@@ -710,7 +704,10 @@ impl Endpoint {
                     })
                     .collect();
                 for i in orphans {
-                    let s = self.slots[i as usize].socket.as_mut().expect("listed above");
+                    let s = self.slots[i as usize]
+                        .socket
+                        .as_mut()
+                        .expect("listed above");
                     s.parent = None;
                     s.released = true;
                     if let Kind::Connection(c) = &mut s.kind {
@@ -721,7 +718,7 @@ impl Endpoint {
             }
             Kind::Connection(mut c) => {
                 c.close(now);
-                let s = self.socket_mut(h)?;
+                let s = self.sock_mut(h)?;
                 s.kind = Kind::Connection(c);
                 s.released = true;
                 self.after_change(index);
@@ -738,7 +735,7 @@ impl Endpoint {
     }
 
     pub fn options(&self, h: SocketHandle) -> Result<&SocketOptions, SocketError> {
-        Ok(&self.socket(h)?.opts)
+        Ok(&self.sock(h)?.opts)
     }
 
     /// Changes options. Buffer sizes only apply before connect/listen.
@@ -747,7 +744,7 @@ impl Endpoint {
         h: SocketHandle,
         f: impl FnOnce(&mut SocketOptions),
     ) -> Result<(), SocketError> {
-        let s = self.socket_mut(h)?;
+        let s = self.sock_mut(h)?;
         f(&mut s.opts);
         s.opts.rx_buffer = s.opts.rx_buffer.clamp(1024, 1 << 30);
         s.opts.tx_buffer = s.opts.tx_buffer.clamp(1024, 1 << 30);
@@ -760,7 +757,7 @@ impl Endpoint {
     }
 
     pub fn state(&self, h: SocketHandle) -> Result<State, SocketError> {
-        Ok(match &self.socket(h)?.kind {
+        Ok(match &self.sock(h)?.kind {
             Kind::Unbound | Kind::Bound(_) => State::Closed,
             Kind::Listening(..) => State::Listen,
             Kind::Connection(c) => c.state(),
@@ -778,14 +775,14 @@ impl Endpoint {
 
     /// SO_ERROR: the pending error, cleared by reading it.
     pub fn take_error(&mut self, h: SocketHandle) -> Result<Option<SocketError>, SocketError> {
-        match &mut self.socket_mut(h)?.kind {
+        match &mut self.sock_mut(h)?.kind {
             Kind::Connection(c) => Ok(c.take_error().map(Into::into)),
             _ => Ok(None),
         }
     }
 
     pub fn local_addr(&self, h: SocketHandle) -> Result<SocketAddrV4, SocketError> {
-        Ok(match &self.socket(h)?.kind {
+        Ok(match &self.sock(h)?.kind {
             Kind::Unbound => SocketAddrV4::new(Ipv4Addr::UNSPECIFIED, 0),
             Kind::Bound(a) | Kind::Listening(a, _) => *a,
             Kind::Connection(c) => c.local(),
@@ -793,14 +790,14 @@ impl Endpoint {
     }
 
     pub fn peer_addr(&self, h: SocketHandle) -> Result<SocketAddrV4, SocketError> {
-        match &self.socket(h)?.kind {
+        match &self.sock(h)?.kind {
             Kind::Connection(c) if c.state() != State::SynSent => Ok(c.remote()),
             _ => Err(SocketError::NotConnected),
         }
     }
 
     pub fn readiness(&self, h: SocketHandle) -> Result<Readiness, SocketError> {
-        Ok(match &self.socket(h)?.kind {
+        Ok(match &self.sock(h)?.kind {
             Kind::Listening(_, l) => Readiness {
                 readable: !l.accept_queue.is_empty(),
                 ..Readiness::default()
@@ -975,7 +972,7 @@ impl Endpoint {
                     if let Ok(Socket {
                         kind: Kind::Listening(_, l),
                         ..
-                    }) = self.socket_mut(parent)
+                    }) = self.sock_mut(parent)
                     {
                         l.syn_queue -= 1;
                         orphaned = false;

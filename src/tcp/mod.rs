@@ -11,9 +11,7 @@ mod isn;
 
 use core::net::Ipv4Addr;
 
-pub use conn::{
-    Connection, ConnectionCounters, RecvError, SendError, Shutdown, TcpError, TcpInfo,
-};
+pub use conn::{Connection, ConnectionCounters, RecvError, SendError, Shutdown, TcpError, TcpInfo};
 pub use endpoint::{
     Endpoint, EndpointConfig, EndpointCounters, FourTuple, Readiness, SocketError, SocketHandle,
     SocketOptions,
