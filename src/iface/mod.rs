@@ -522,22 +522,15 @@ impl Interface {
                 break;
             }
         }
-        let due: Vec<Ipv4Addr> = self
-            .pending
-            .iter()
-            .map(|p| p.next_hop)
-            .filter(|ip| {
-                self.requested
-                    .get(ip)
-                    .is_none_or(|t| now - *t >= self.config.arp_retry)
-            })
-            .collect();
+        let mut due: Vec<Ipv4Addr> = self.pending.iter().map(|p| p.next_hop).collect();
+        due.sort_unstable();
+        due.dedup();
         for ip in due {
-            if self
+            let retry = self
                 .requested
                 .get(&ip)
-                .is_none_or(|t| now - *t >= self.config.arp_retry)
-            {
+                .is_none_or(|t| now - *t >= self.config.arp_retry);
+            if retry {
                 self.request(now, ip);
             }
         }

@@ -454,7 +454,7 @@ impl Link {
             for from in (0..self.ports).filter(|&from| from != to) {
                 let idx = from * self.ports + to;
                 if let Some(f) = self.dirs[idx].queue.front() {
-                    let earlier = best.map_or(true, |(_, t, s)| (f.deliver_at, f.seq) < (t, s));
+                    let earlier = best.is_none_or(|(_, t, s)| (f.deliver_at, f.seq) < (t, s));
                     if f.deliver_at <= now && earlier {
                         best = Some((idx, f.deliver_at, f.seq));
                     }

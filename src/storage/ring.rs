@@ -376,7 +376,7 @@ mod tests {
     fn matches(got: &[u8], expected: impl Iterator<Item = Option<u8>>) -> bool {
         got.iter()
             .zip(expected)
-            .all(|(g, e)| e.map_or(true, |e| e == *g))
+            .all(|(g, e)| e.is_none_or(|e| e == *g))
     }
 
     proptest! {

@@ -839,7 +839,7 @@ impl Connection {
         }
         // Data or FIN carried by the SYN is processed as in the synchronized
         // states, after the SYN itself.
-        if seg.payload.len() > 0 || f.fin() {
+        if !seg.payload.is_empty() || f.fin() {
             let rest = TcpRepr {
                 seq_number: seg.seq_number + 1,
                 flags: TcpFlags(f.0 & !TcpFlags::SYN.0 & !TcpFlags::ACK.0),
@@ -1022,12 +1022,9 @@ impl Connection {
 
         let our_fin_acked = self.fin_acked();
         match self.state {
-            State::FinWait1 if our_fin_acked => {
-                self.set_state(State::FinWait2);
-                if self.orphan {
-                    self.timers[Timer::Close as usize] = now + self.cfg.fin_timeout;
-                }
-            }
+            // With a FIN in the same segment the eighth step goes straight
+            // to TIME-WAIT; FIN-WAIT-2 is entered below only if it does not.
+            State::FinWait1 if our_fin_acked && !f.fin() => self.enter_fin_wait_2(now),
             State::Closing if our_fin_acked => {
                 self.enter_time_wait(now);
                 return;
@@ -1040,6 +1037,16 @@ impl Connection {
         }
 
         self.process_text_and_fin(now, seg);
+        if self.state == State::FinWait1 && self.fin_acked() {
+            self.enter_fin_wait_2(now);
+        }
+    }
+
+    fn enter_fin_wait_2(&mut self, now: Instant) {
+        self.set_state(State::FinWait2);
+        if self.orphan {
+            self.timers[Timer::Close as usize] = now + self.cfg.fin_timeout;
+        }
     }
 
     /// Seventh and eighth steps: segment text and FIN.

@@ -1,0 +1,457 @@
+//! Two flowlane stacks over the in-memory link on virtual time: handshake,
+//! bulk transfer, every way of closing, TIME-WAIT, linger, reuse, refusal,
+//! half-close, zero-window flow control, and a pcap of it all.
+
+use core::net::SocketAddrV4;
+
+use flowlane::api::pair::{Pair, A_IP, B_IP};
+use flowlane::api::{Shutdown, SocketError, SocketHandle, State};
+use flowlane::phy::{Link, LinkConfig};
+use flowlane::rand::Rng;
+use flowlane::time::Duration;
+use sha2::{Digest, Sha256};
+
+const PORT: u16 = 80;
+const SECOND: Duration = Duration::from_secs(1);
+
+fn listen(p: &mut Pair, port: u16) -> SocketHandle {
+    let l = p.b.tcp.socket().unwrap();
+    p.b.tcp.bind(l, SocketAddrV4::new(B_IP, port)).unwrap();
+    p.b.tcp.listen(l, 128).unwrap();
+    l
+}
+
+/// A connected pair of sockets: (client on A, server on B, listener on B).
+fn connect(p: &mut Pair) -> (SocketHandle, SocketHandle, SocketHandle) {
+    p.a.tcp.set_record_history(true);
+    p.b.tcp.set_record_history(true);
+    let l = listen(p, PORT);
+    let c = p.a.tcp.socket().unwrap();
+    let now = p.now;
+    p.a.tcp
+        .connect(c, now, SocketAddrV4::new(B_IP, PORT))
+        .unwrap();
+    let mut s = None;
+    assert!(p.run_until(SECOND, |p| {
+        if s.is_none() {
+            s = p.b.tcp.accept(l).ok();
+        }
+        s.is_some() && p.a.tcp.state(c).unwrap() == State::Established
+    }));
+    let (s, peer) = s.unwrap();
+    assert_eq!(*peer.ip(), A_IP);
+    (c, s, l)
+}
+
+fn random_bytes(seed: u64, len: usize) -> Vec<u8> {
+    let mut rng = Rng::new(seed);
+    let mut v = vec![0u8; len];
+    rng.fill_bytes(&mut v);
+    v
+}
+
+/// Moves `data` through `send` while draining the peer, until all is read.
+struct Flow {
+    data: Vec<u8>,
+    sent: usize,
+    received: Vec<u8>,
+}
+
+impl Flow {
+    fn new(data: Vec<u8>) -> Flow {
+        Flow {
+            received: Vec::with_capacity(data.len()),
+            data,
+            sent: 0,
+        }
+    }
+    fn done(&self) -> bool {
+        self.received.len() == self.data.len()
+    }
+}
+
+fn pump(p: &mut Pair, from_a: bool, tx: SocketHandle, rx: SocketHandle, flow: &mut Flow) {
+    let (src, dst) = if from_a {
+        (&mut p.a.tcp, &mut p.b.tcp)
+    } else {
+        (&mut p.b.tcp, &mut p.a.tcp)
+    };
+    while flow.sent < flow.data.len() {
+        match src.send(tx, &flow.data[flow.sent..]) {
+            Ok(n) => flow.sent += n,
+            Err(SocketError::WouldBlock) => break,
+            Err(e) => panic!("send: {e:?}"),
+        }
+    }
+    let mut buf = [0u8; 65536];
+    loop {
+        match dst.recv(rx, &mut buf) {
+            Ok(0) => break,
+            Ok(n) => flow.received.extend_from_slice(&buf[..n]),
+            Err(SocketError::WouldBlock) => break,
+            Err(e) => panic!("recv: {e:?}"),
+        }
+    }
+}
+
+fn sha(d: &[u8]) -> [u8; 32] {
+    Sha256::digest(d).into()
+}
+
+#[test]
+fn handshake_moves_both_sides_to_established() {
+    let mut p = Pair::new(1);
+    let (c, s, _) = connect(&mut p);
+    assert_eq!(
+        p.a.tcp.history(c).unwrap(),
+        [State::SynSent, State::Established]
+    );
+    assert_eq!(
+        p.b.tcp.history(s).unwrap(),
+        [State::SynReceived, State::Established]
+    );
+    let info = p.a.tcp.info(c).unwrap();
+    assert_eq!(
+        info.snd_mss,
+        1460 - 12,
+        "timestamps take 12 bytes of the MSS"
+    );
+    assert!(info.timestamps && info.sack);
+    assert_eq!(info.rcv_wscale, 3, "262144 >> 2 is still above 65535");
+    assert_eq!(info.snd_wscale, 3);
+}
+
+#[test]
+fn sixteen_mib_both_directions_arrive_intact() {
+    let mut p = Pair::new(2);
+    let (c, s, _) = connect(&mut p);
+    let mut up = Flow::new(random_bytes(10, 16 << 20));
+    let mut down = Flow::new(random_bytes(11, 16 << 20));
+    assert!(p.run_until(Duration::from_secs(60), |p| {
+        pump(p, true, c, s, &mut up);
+        pump(p, false, s, c, &mut down);
+        up.done() && down.done()
+    }));
+    assert_eq!(sha(&up.received), sha(&up.data));
+    assert_eq!(sha(&down.received), sha(&down.data));
+    assert_eq!(p.a.tcp.info(c).unwrap().counters.retransmits, 0);
+}
+
+fn close_and_settle(p: &mut Pair, c: SocketHandle, s: SocketHandle) {
+    assert!(p.run_until(Duration::from_secs(200), |p| {
+        p.a.tcp.state(c).unwrap() == State::Closed && p.b.tcp.state(s).unwrap() == State::Closed
+    }));
+}
+
+/// The application reads EOF and then shuts down its side too.
+fn finish_on_eof(p: &mut Pair, on_a: bool, h: SocketHandle) -> bool {
+    let tcp = if on_a { &mut p.a.tcp } else { &mut p.b.tcp };
+    let mut buf = [0u8; 16];
+    if tcp.recv(h, &mut buf) == Ok(0) {
+        tcp.shutdown(h, Shutdown::Write).unwrap();
+        return true;
+    }
+    false
+}
+
+#[test]
+fn client_close_first_goes_through_time_wait() {
+    let mut p = Pair::new(3);
+    let (c, s, _) = connect(&mut p);
+    p.a.tcp.shutdown(c, Shutdown::Write).unwrap();
+    assert!(p.run_until(SECOND, |p| finish_on_eof(p, false, s)));
+    close_and_settle(&mut p, c, s);
+    use State::*;
+    assert_eq!(
+        p.a.tcp.history(c).unwrap(),
+        [SynSent, Established, FinWait1, FinWait2, TimeWait, Closed]
+    );
+    assert_eq!(
+        p.b.tcp.history(s).unwrap(),
+        [SynReceived, Established, CloseWait, LastAck, Closed]
+    );
+}
+
+#[test]
+fn server_close_first_goes_through_time_wait() {
+    let mut p = Pair::new(4);
+    let (c, s, _) = connect(&mut p);
+    p.b.tcp.shutdown(s, Shutdown::Write).unwrap();
+    assert!(p.run_until(SECOND, |p| finish_on_eof(p, true, c)));
+    close_and_settle(&mut p, c, s);
+    use State::*;
+    assert_eq!(
+        p.a.tcp.history(c).unwrap(),
+        [SynSent, Established, CloseWait, LastAck, Closed]
+    );
+    assert_eq!(
+        p.b.tcp.history(s).unwrap(),
+        [
+            SynReceived,
+            Established,
+            FinWait1,
+            FinWait2,
+            TimeWait,
+            Closed
+        ]
+    );
+}
+
+#[test]
+fn simultaneous_close_goes_through_closing() {
+    // With 1 ms of delay the two FINs cross on the wire.
+    let (a, b) = Pair::configs();
+    let link = Link::new(
+        LinkConfig::default().with_delay(Duration::from_millis(1)),
+        5,
+    );
+    let mut p = Pair::with(link, a, b);
+    let (c, s, _) = connect(&mut p);
+    p.a.tcp.shutdown(c, Shutdown::Write).unwrap();
+    p.b.tcp.shutdown(s, Shutdown::Write).unwrap();
+    close_and_settle(&mut p, c, s);
+    use State::*;
+    let both = [Established, FinWait1, Closing, TimeWait, Closed];
+    assert_eq!(p.a.tcp.history(c).unwrap()[1..], both);
+    assert_eq!(p.b.tcp.history(s).unwrap()[1..], both);
+}
+
+#[test]
+fn fin_ack_in_fin_wait_1_goes_straight_to_time_wait() {
+    // On a link without delay, B answers A's FIN with its own FIN carrying
+    // the ACK of A's FIN in one segment.
+    let mut p = Pair::new(13);
+    let (c, s, _) = connect(&mut p);
+    p.a.tcp.shutdown(c, Shutdown::Write).unwrap();
+    p.b.tcp.shutdown(s, Shutdown::Write).unwrap();
+    close_and_settle(&mut p, c, s);
+    use State::*;
+    assert_eq!(
+        p.a.tcp.history(c).unwrap()[1..],
+        [Established, FinWait1, TimeWait, Closed]
+    );
+    assert_eq!(
+        p.b.tcp.history(s).unwrap()[1..],
+        [Established, FinWait1, Closing, TimeWait, Closed]
+    );
+}
+
+#[test]
+fn time_wait_lasts_exactly_two_msl() {
+    let mut p = Pair::new(6);
+    let (c, s, _) = connect(&mut p);
+    p.a.tcp.shutdown(c, Shutdown::Write).unwrap();
+    assert!(p.run_until(SECOND, |p| finish_on_eof(p, false, s)));
+    assert!(p.run_until(SECOND, |p| p.a.tcp.state(c).unwrap() == State::TimeWait));
+    let entered = p.now;
+    assert_eq!(p.a.tcp.state_counts()[State::TimeWait as usize], 1);
+    assert!(
+        p.run_until(Duration::from_secs(120), |p| p.a.tcp.state(c).unwrap()
+            == State::Closed)
+    );
+    assert_eq!(p.now - entered, Duration::from_secs(60));
+    assert_eq!(p.a.tcp.state_counts()[State::TimeWait as usize], 0);
+}
+
+#[test]
+fn linger_zero_resets_the_peer_and_skips_time_wait() {
+    let mut p = Pair::new(7);
+    let (c, s, _) = connect(&mut p);
+    p.a.tcp.send(c, b"unsent or not, it is discarded").unwrap();
+    p.a.tcp
+        .set_options(c, |o| o.linger = Some(Duration::ZERO))
+        .unwrap();
+    let now = p.now;
+    p.a.tcp.close(c, now).unwrap();
+    assert_eq!(p.a.tcp.state(c), Err(SocketError::BadHandle));
+    let mut buf = [0u8; 64];
+    assert!(p.run_until(SECOND, |p| p.b.tcp.state(s).unwrap() == State::Closed));
+    // What arrived before the RST may be read; then the reset shows.
+    let mut err = None;
+    for _ in 0..4 {
+        match p.b.tcp.recv(s, &mut buf) {
+            Ok(_) => continue,
+            Err(e) => {
+                err = Some(e);
+                break;
+            }
+        }
+    }
+    assert_eq!(err, Some(SocketError::Reset));
+    assert_eq!(p.a.tcp.state_counts()[State::TimeWait as usize], 0);
+    assert_eq!(p.b.tcp.state_counts()[State::TimeWait as usize], 0);
+    assert_eq!(p.a.tcp.connection_count(), 0);
+}
+
+#[test]
+fn reuseaddr_lets_a_listener_bind_over_time_wait() {
+    let mut p = Pair::new(8);
+    let (c, s, l) = connect(&mut p);
+    // The server closes first, so port 80 on B sits in TIME-WAIT.
+    let now = p.now;
+    p.b.tcp.close(s, now).unwrap();
+    assert!(p.run_until(SECOND, |p| finish_on_eof(p, true, c)));
+    assert!(
+        p.run_until(SECOND, |p| p.b.tcp.state_counts()[State::TimeWait as usize]
+            == 1)
+    );
+    p.b.tcp.close(l, now).unwrap();
+    let addr = SocketAddrV4::new(B_IP, PORT);
+    let plain = p.b.tcp.socket().unwrap();
+    assert_eq!(p.b.tcp.bind(plain, addr), Err(SocketError::AddrInUse));
+    let reuse = p.b.tcp.socket().unwrap();
+    p.b.tcp.set_options(reuse, |o| o.reuse_addr = true).unwrap();
+    p.b.tcp.bind(reuse, addr).unwrap();
+    p.b.tcp.listen(reuse, 8).unwrap();
+    assert_eq!(p.b.tcp.state_counts()[State::TimeWait as usize], 1);
+    // Once 2MSL passed, a plain bind works again.
+    let now2 = p.now;
+    p.b.tcp.close(reuse, now2).unwrap();
+    p.run_for(Duration::from_secs(61));
+    assert_eq!(p.b.tcp.state_counts()[State::TimeWait as usize], 0);
+    p.b.tcp.bind(plain, addr).unwrap();
+}
+
+#[test]
+fn connect_to_a_closed_port_is_refused() {
+    let mut p = Pair::new(9);
+    let c = p.a.tcp.socket().unwrap();
+    let now = p.now;
+    p.a.tcp
+        .connect(c, now, SocketAddrV4::new(B_IP, 81))
+        .unwrap();
+    assert!(p.run_until(SECOND, |p| p.a.tcp.state(c).unwrap() == State::Closed));
+    assert!(p.a.tcp.readiness(c).unwrap().error);
+    assert_eq!(p.a.tcp.take_error(c).unwrap(), Some(SocketError::Refused));
+    assert_eq!(p.a.tcp.take_error(c).unwrap(), None);
+    assert_eq!(p.b.tcp.counters().no_socket, 1);
+    assert_eq!(p.b.tcp.counters().rst_sent, 1);
+}
+
+#[test]
+fn half_close_keeps_the_other_direction_flowing() {
+    let mut p = Pair::new(10);
+    let (c, s, _) = connect(&mut p);
+    p.a.tcp.shutdown(c, Shutdown::Write).unwrap();
+    let mut buf = [0u8; 8];
+    assert!(p.run_until(SECOND, |p| p.b.tcp.recv(s, &mut buf) == Ok(0)
+        && p.a.tcp.state(c).unwrap() == State::FinWait2));
+    assert_eq!(p.b.tcp.state(s).unwrap(), State::CloseWait);
+    assert_eq!(p.a.tcp.state(c).unwrap(), State::FinWait2);
+    // The server still sends 1 MiB to the half-closed client.
+    let mut down = Flow::new(random_bytes(12, 1 << 20));
+    assert!(p.run_until(Duration::from_secs(10), |p| {
+        pump(p, false, s, c, &mut down);
+        down.done()
+    }));
+    assert_eq!(sha(&down.received), sha(&down.data));
+    assert_eq!(p.a.tcp.send(c, b"x"), Err(SocketError::Pipe));
+    p.b.tcp.shutdown(s, Shutdown::Write).unwrap();
+    assert!(p.run_until(SECOND, |p| p.a.tcp.recv(c, &mut buf) == Ok(0)));
+    close_and_settle(&mut p, c, s);
+}
+
+#[test]
+fn zero_window_stalls_the_sender_and_it_resumes() {
+    let mut p = Pair::new(11);
+    p.a.tcp.set_record_history(true);
+    let l = p.b.tcp.socket().unwrap();
+    p.b.tcp.set_options(l, |o| o.rx_buffer = 16 * 1024).unwrap();
+    p.b.tcp.bind(l, SocketAddrV4::new(B_IP, PORT)).unwrap();
+    p.b.tcp.listen(l, 8).unwrap();
+    let c = p.a.tcp.socket().unwrap();
+    let now = p.now;
+    p.a.tcp
+        .connect(c, now, SocketAddrV4::new(B_IP, PORT))
+        .unwrap();
+    let mut s = None;
+    assert!(p.run_until(SECOND, |p| {
+        s = s.or_else(|| p.b.tcp.accept(l).ok().map(|x| x.0));
+        s.is_some()
+    }));
+    let s = s.unwrap();
+    let data = random_bytes(13, 1 << 20);
+    let mut sent = 0;
+    // The server does not read: the window closes and the sender stalls.
+    p.run_until(Duration::from_secs(5), |p| {
+        if let Ok(n) = p.a.tcp.send(c, &data[sent..]) {
+            sent += n;
+        }
+        false
+    });
+    let info = p.a.tcp.info(c).unwrap();
+    assert_eq!(info.snd_wnd, 0);
+    assert_eq!(p.b.tcp.info(s).unwrap().rcv_wnd, 0);
+    assert!(sent < data.len());
+    assert!(info.counters.zero_window_probes >= 1, "{info:?}");
+    assert_eq!(p.a.tcp.state(c).unwrap(), State::Established);
+    // The reader wakes up: everything arrives.
+    let mut got = Vec::new();
+    let mut buf = [0u8; 4096];
+    assert!(p.run_until(Duration::from_secs(30), |p| {
+        if sent < data.len() {
+            if let Ok(n) = p.a.tcp.send(c, &data[sent..]) {
+                sent += n;
+            }
+        }
+        while let Ok(n) = p.b.tcp.recv(s, &mut buf) {
+            if n == 0 {
+                break;
+            }
+            got.extend_from_slice(&buf[..n]);
+        }
+        got.len() == data.len()
+    }));
+    assert_eq!(sha(&got), sha(&data));
+}
+
+#[test]
+fn pcap_of_a_connection_opens_with_tcpdump() {
+    let dir = std::env::temp_dir().join(format!("flowlane-pcap-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let path = dir.join("pair.pcap");
+    {
+        let mut p = Pair::new(12);
+        let file = std::fs::File::create(&path).unwrap();
+        p.capture_to(Box::new(std::io::BufWriter::new(file)))
+            .unwrap();
+        let (c, s, _) = connect(&mut p);
+        p.a.tcp.send(c, b"GET / HTTP/1.1\r\n\r\n").unwrap();
+        p.a.tcp.shutdown(c, Shutdown::Write).unwrap();
+        assert!(p.run_until(SECOND, |p| finish_on_eof(p, false, s)));
+        close_and_settle(&mut p, c, s);
+        p.capture.as_mut().unwrap().flush().unwrap();
+    }
+    let bytes = std::fs::read(&path).unwrap();
+    assert!(
+        bytes.len() > 24 + 10 * 16,
+        "capture too small: {}",
+        bytes.len()
+    );
+    let tcpdump = std::process::Command::new("tcpdump")
+        .args(["-nn", "-r"])
+        .arg(&path)
+        .output();
+    match tcpdump {
+        Ok(out) => {
+            let text = String::from_utf8_lossy(&out.stdout);
+            assert!(
+                out.status.success(),
+                "{}",
+                String::from_utf8_lossy(&out.stderr)
+            );
+            assert!(text.contains("Flags [S]"), "{text}");
+            assert!(text.contains("Flags [S.]"), "{text}");
+            assert!(text.contains("ARP"), "{text}");
+            assert!(text.contains("10.77.0.1"), "{text}");
+        }
+        Err(e) => {
+            assert!(
+                std::env::var("CI").as_deref() != Ok("true"),
+                "tcpdump is required in CI: {e}"
+            );
+            eprintln!("skipped: tcpdump not installed ({e})");
+        }
+    }
+    let _ = std::fs::remove_dir_all(&dir);
+}
