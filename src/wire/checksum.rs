@@ -38,32 +38,32 @@ fn word(chunk: &[u8]) -> u64 {
     u32::from_be_bytes([chunk[0], chunk[1], chunk[2], chunk[3]]) as u64
 }
 
+/// Sum of `data` as big-endian 32-bit words (an odd tail padded with zero
+/// bytes), unfolded. `data` is at most [`BLOCK`] bytes, so the result is
+/// below 2^60.
 #[inline]
 fn sum_block(data: &[u8]) -> u64 {
-    // Four independent accumulators let the adds run in parallel (and let the
+    // Two independent accumulators let the adds run in parallel (and let the
     // compiler vectorise the loop).
-    let mut acc = [0u64; 4];
-    let mut chunks = data.chunks_exact(16);
+    let (mut acc0, mut acc1) = (0u64, 0u64);
+    let mut chunks = data.chunks_exact(8);
     for c in &mut chunks {
-        acc[0] += word(&c[0..4]);
-        acc[1] += word(&c[4..8]);
-        acc[2] += word(&c[8..12]);
-        acc[3] += word(&c[12..16]);
+        acc0 += word(&c[0..4]);
+        acc1 += word(&c[4..8]);
     }
     let mut rest = chunks.remainder().chunks_exact(4);
     for c in &mut rest {
-        acc[0] += word(c);
+        acc0 += word(c);
     }
     match *rest.remainder() {
         [] => {}
         // A trailing odd byte is padded with a zero byte (RFC 1071 §1).
-        [a] => acc[1] += (a as u64) << 8,
-        [a, b] => acc[1] += u16::from_be_bytes([a, b]) as u64,
-        [a, b, c] => acc[1] += ((u16::from_be_bytes([a, b]) as u64) << 16) + ((c as u64) << 8),
+        [a] => acc1 += (a as u64) << 8,
+        [a, b] => acc1 += u16::from_be_bytes([a, b]) as u64,
+        [a, b, c] => acc1 += ((u16::from_be_bytes([a, b]) as u64) << 16) + ((c as u64) << 8),
         _ => unreachable!("remainder of chunks_exact(4) is shorter than 4"),
     }
-    // Each accumulator is below 2^32 * 2^30 / 4; their fold is exact.
-    fold(acc[0]) as u64 + fold(acc[1]) as u64 + fold(acc[2]) as u64 + fold(acc[3]) as u64
+    acc0 + acc1
 }
 
 /// Ones-complement sum of `data` as big-endian 16-bit words, with an odd
@@ -72,9 +72,12 @@ fn sum_block(data: &[u8]) -> u64 {
 /// Sums of pieces combine with [`combine`] only when every piece but the last
 /// has even length.
 pub fn data(data: &[u8]) -> u16 {
+    if data.len() <= BLOCK {
+        return fold(sum_block(data));
+    }
     let mut sum = 0u64;
     for block in data.chunks(BLOCK) {
-        sum += sum_block(block);
+        sum += fold(sum_block(block)) as u64;
     }
     fold(sum)
 }

@@ -5,12 +5,14 @@
 //! the state machine sees. Decisions made here:
 //! - Data offset must be 5..=15 words and fit the segment, or the segment is
 //!   dropped as [`Error::BadDataOffset`] (RFC 9293 §3.1).
-//! - Options: unknown kinds are skipped by their length (RFC 9293 §3.2,
-//!   "must be prepared to handle an illegal option length" and to ignore
-//!   options it does not implement); a length that is 0, 1, runs past the
-//!   header, or is wrong for a known kind drops the segment
-//!   ([`Error::BadOptionLength`]) rather than guessing (RFC 9293 §3.2 allows
-//!   reset-free drop of a malformed segment; Linux does the same).
+//! - Options: unknown kinds are skipped by their length (RFC 9293 §3.1,
+//!   MUST-6: ignore options not implemented). A length that is 0, 1, runs
+//!   past the header, or is wrong for a known kind drops the segment as
+//!   [`Error::BadOptionLength`]. RFC 9293 §3.1 (MUST-7) only requires that
+//!   an illegal option length be handled without crashing, and suggests a
+//!   reset; a stateless parser cannot reset, and dropping is the
+//!   conservative choice. (Linux instead stops parsing options at a bad
+//!   length and ignores a known option of the wrong length.)
 //! - Window scale shifts above 14 are clamped to 14 (RFC 7323 §2.3).
 //! - Port 0 is reserved and never valid on the wire ([`Error::Malformed`]).
 //! - The ACK field is only meaningful with the ACK bit (RFC 9293 §3.1);
@@ -432,18 +434,27 @@ impl TcpOptions {
     /// of 0 or 1, an option running past `data`, or a known kind of the wrong
     /// length. A SACK option with more than four blocks keeps the first four;
     /// a repeated option replaces the earlier one.
+    #[inline]
     pub fn parse(data: &[u8]) -> Result<TcpOptions> {
         use field::*;
-        let mut options = TcpOptions::default();
-
-        // Fast path: what Linux puts on every established-state segment.
+        // Fast path, inlined into the caller: what Linux puts on every
+        // established-state segment.
         if let [OPT_NOP, OPT_NOP, OPT_TS, OPT_TS_LEN, a, b, c, d, e, f, g, h] = *data {
-            options.timestamp = Some(TcpTimestamp {
-                tsval: u32::from_be_bytes([a, b, c, d]),
-                tsecr: u32::from_be_bytes([e, f, g, h]),
+            return Ok(TcpOptions {
+                timestamp: Some(TcpTimestamp {
+                    tsval: u32::from_be_bytes([a, b, c, d]),
+                    tsecr: u32::from_be_bytes([e, f, g, h]),
+                }),
+                ..TcpOptions::default()
             });
-            return Ok(options);
         }
+        Self::parse_general(data)
+    }
+
+    #[inline(never)]
+    fn parse_general(data: &[u8]) -> Result<TcpOptions> {
+        use field::*;
+        let mut options = TcpOptions::default();
 
         let mut rest = data;
         loop {
@@ -546,6 +557,7 @@ impl TcpOptions {
     ///
     /// # Panics
     /// If `buf` is shorter than `buffer_len()`.
+    #[inline]
     pub fn emit(&self, buf: &mut [u8]) -> usize {
         use field::*;
         // Fast path, mirroring parse: the established-state layout.
@@ -565,7 +577,12 @@ impl TcpOptions {
             rest.fill(OPT_EOL);
             return 12;
         }
+        self.emit_general(buf)
+    }
 
+    #[inline(never)]
+    fn emit_general(&self, buf: &mut [u8]) -> usize {
+        use field::*;
         let fixed = self.fixed_len();
         let sack_blocks = self.emitted_sack_blocks(fixed);
         let len = self.buffer_len();
@@ -617,6 +634,7 @@ impl<'a> TcpRepr<'a> {
     /// Checks, in order: length (`Truncated`, `BadDataOffset`), checksum
     /// (`BadChecksum`), ports (`Malformed` for port 0), options (errors of
     /// [`TcpOptions::parse`]). Works on an unchecked view too.
+    #[inline]
     pub fn parse<T: AsRef<[u8]> + ?Sized>(
         packet: &TcpPacket<&'a T>,
         src_addr: Ipv4Addr,
@@ -641,18 +659,13 @@ impl<'a> TcpRepr<'a> {
             return Err(Error::Malformed);
         }
         let (options, payload) = rest.split_at(header_len - HEADER_LEN);
-        let options = if options.is_empty() {
-            TcpOptions::default()
-        } else {
-            TcpOptions::parse(options)?
-        };
         let flags = TcpFlags(fixed[field::FLAGS]);
         let ack_number = if flags.ack() {
             SeqNumber(be32(&fixed[field::ACK_NUM]))
         } else {
             SeqNumber(0)
         };
-        Ok(TcpRepr {
+        let mut repr = TcpRepr {
             src_port,
             dst_port,
             seq_number: SeqNumber(be32(&fixed[field::SEQ_NUM])),
@@ -660,9 +673,23 @@ impl<'a> TcpRepr<'a> {
             flags,
             window_len: be16(&fixed[field::WIN_SIZE]),
             urgent_pointer: be16(&fixed[field::URGENT]),
-            options,
+            options: TcpOptions::default(),
             payload,
-        })
+        };
+        // Options are decoded straight into the Repr: building them apart
+        // and moving them in costs a store-forwarding stall per segment.
+        use field::{OPT_NOP, OPT_TS, OPT_TS_LEN};
+        match *options {
+            [] => {}
+            [OPT_NOP, OPT_NOP, OPT_TS, OPT_TS_LEN, a, b, c, d, e, f, g, h] => {
+                repr.options.timestamp = Some(TcpTimestamp {
+                    tsval: u32::from_be_bytes([a, b, c, d]),
+                    tsecr: u32::from_be_bytes([e, f, g, h]),
+                })
+            }
+            _ => repr.options = TcpOptions::parse_general(options)?,
+        }
+        Ok(repr)
     }
 
     /// Header length emit writes: 20 plus the options, at most 60.
