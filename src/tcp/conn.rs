@@ -10,6 +10,8 @@
 
 use core::net::SocketAddrV4;
 
+use super::congestion::{initial_window, Algorithm, CongestionControl, Controller};
+use super::sack::Scoreboard;
 use super::{Config, Sink, State};
 use crate::storage::{Assembler, RingBuffer};
 use crate::time::{Duration, Instant};
@@ -82,6 +84,12 @@ pub struct ConnectionCounters {
     /// Out-of-order segments dropped because the assembler was full.
     pub ooo_dropped: u64,
     pub zero_window_probes: u64,
+    /// Fast retransmits (third duplicate ACK or SACK loss detection).
+    pub fast_retransmits: u64,
+    /// SACK blocks received and taken into the scoreboard.
+    pub sack_blocks_in: u64,
+    /// Keepalive probes sent.
+    pub keepalive_probes: u64,
 }
 
 /// A snapshot of a connection's send state, like Linux's `TCP_INFO`.
@@ -100,6 +108,11 @@ pub struct TcpInfo {
     pub snd_wnd: u32,
     pub rcv_wnd: u32,
     pub bytes_in_flight: u32,
+    pub cwnd: u32,
+    pub ssthresh: u32,
+    pub congestion: Algorithm,
+    /// Loss recovery (fast recovery or SACK recovery) in progress.
+    pub in_recovery: bool,
     pub counters: ConnectionCounters,
 }
 
@@ -112,8 +125,22 @@ enum Timer {
     Persist = 1,
     /// TIME-WAIT's 2MSL, FIN-WAIT-2's orphan timeout and the linger limit.
     Close = 2,
+    /// Delayed ACK (RFC 1122 §4.2.3.2).
+    DelayedAck = 3,
+    /// Keepalive idle and probe interval (RFC 1122 §4.2.3.6).
+    Keepalive = 4,
 }
-const TIMERS: usize = 3;
+const TIMERS: usize = 5;
+
+/// Loss recovery in progress.
+#[derive(Clone, Copy, Debug)]
+struct Recovery {
+    /// RFC 6582 `recover` / RFC 6675 RecoveryPoint: recovery ends when
+    /// everything up to here is acknowledged.
+    point: SeqNumber,
+    /// SACK-based (RFC 6675) rather than NewReno/Reno.
+    sack: bool,
+}
 
 /// RFC 6298 round-trip estimator, in microseconds.
 #[derive(Clone, Copy, Debug)]
@@ -189,9 +216,21 @@ pub struct Connection {
     snd_wscale: u8,
     /// Payload bytes per segment we send (options excluded).
     snd_mss: usize,
-    /// Congestion window in bytes. Congestion control proper comes with the
-    /// reliability work; until then it only caps nothing (u32::MAX).
-    cwnd: u32,
+    /// The congestion controller: owns cwnd and ssthresh.
+    cc: Controller,
+    recovery: Option<Recovery>,
+    /// RFC 6582 `recover`: SND.MAX when the last recovery or RTO began;
+    /// duplicate ACKs for data below it start no new recovery.
+    recover: SeqNumber,
+    /// Consecutive duplicate ACKs (RFC 5681 §2).
+    dup_acks: u32,
+    /// Retransmit one segment at SND.UNA on the next dispatch (fast
+    /// retransmit, NewReno partial ACK), whatever cwnd says.
+    rtx_one: bool,
+    /// What the peer SACKed above SND.UNA (RFC 6675 scoreboard).
+    scoreboard: Scoreboard,
+    /// RFC 6675 HighRxt: highest sequence retransmitted in this recovery.
+    high_rxt: SeqNumber,
 
     // Receive sequence space.
     irs: SeqNumber,
@@ -217,8 +256,15 @@ pub struct Connection {
     /// RFC 7323 Last.ACK.sent.
     last_ack_sent: SeqNumber,
     sack_ok: bool,
+    /// Starts of recently received out-of-order segments, most recent
+    /// first: RFC 2018 §4 orders SACK blocks by recency.
+    sack_recent: [SeqNumber; 4],
+    sack_recent_len: usize,
 
     rtt: Rtt,
+    /// With timestamps, one RTT sample per flight: the next ACK at or past
+    /// this point gives one.
+    rtt_mark: SeqNumber,
     /// Karn's rule: the one segment being timed, (its end, when sent).
     rtt_timing: Option<(SeqNumber, Instant)>,
     /// Consecutive timeouts without progress.
@@ -226,8 +272,17 @@ pub struct Connection {
     persist_backoff: u32,
     timers: [Instant; TIMERS],
 
-    /// An ACK (or window update) is owed to the peer.
+    /// An ACK (or window update) is owed to the peer; it goes out with the
+    /// next dispatch, so a burst of segments gets one ACK.
     ack_now: bool,
+    /// An ACK is owed at once, before the next segment is processed: a
+    /// duplicate ACK for out-of-order data (RFC 5681 §4.2) or a challenge
+    /// ACK (RFC 5961).
+    ack_immediate: bool,
+    /// In-order data received since our last ACK, in bytes (delayed ACK:
+    /// at least every second full-sized segment).
+    unacked_rx: usize,
+    keepalive_probes: u32,
     /// An RST is owed to the peer (abort, linger timeout).
     rst_now: bool,
     /// SYN-RECEIVED saw a retransmitted SYN: resend the SYN-ACK.
@@ -308,7 +363,13 @@ impl Connection {
             snd_wl2: iss,
             snd_wscale: 0,
             snd_mss: 536,
-            cwnd: u32::MAX,
+            cc: Controller::new(cfg.congestion, initial_window(536, cfg.initial_window)),
+            recovery: None,
+            recover: iss,
+            dup_acks: 0,
+            rtx_one: false,
+            scoreboard: Scoreboard::default(),
+            high_rxt: iss,
             irs: SeqNumber(0),
             rcv_nxt: SeqNumber(0),
             rcv_wscale,
@@ -322,12 +383,18 @@ impl Connection {
             ts_offset,
             last_ack_sent: SeqNumber(0),
             sack_ok: false,
+            sack_recent: [SeqNumber(0); 4],
+            sack_recent_len: 0,
             rtt: Rtt::new(&cfg),
+            rtt_mark: iss,
             rtt_timing: None,
             retries: 0,
             persist_backoff: 0,
             timers: [Instant::FAR_FUTURE; TIMERS],
             ack_now: false,
+            ack_immediate: false,
+            unacked_rx: 0,
+            keepalive_probes: 0,
             rst_now: false,
             resend_syn: false,
             probe_now: false,
@@ -412,6 +479,8 @@ impl Connection {
         let ts_len = if self.ts_enabled { 12 } else { 0 };
         // RFC 6691: the MSS excludes options, so room for TSopt comes off it.
         self.snd_mss = peer_mss.min(self.cfg.mss as usize) - ts_len;
+        let smss = self.snd_mss as u32;
+        self.cc = Controller::new(self.cfg.congestion, initial_window(smss, self.cfg.initial_window));
     }
 
     // ----- accessors -------------------------------------------------------
@@ -470,6 +539,10 @@ impl Connection {
             snd_wnd: self.snd_wnd,
             rcv_wnd: self.rcv_window(),
             bytes_in_flight: (self.snd_max - self.snd_una) as u32,
+            cwnd: self.cc.cwnd(),
+            ssthresh: self.cc.ssthresh(),
+            congestion: self.cfg.congestion,
+            in_recovery: self.recovery.is_some(),
             counters: self.counters,
         }
     }
@@ -633,6 +706,25 @@ impl Connection {
     pub fn set_nodelay(&mut self, nodelay: bool) {
         self.cfg.nodelay = nodelay;
     }
+    /// SO_KEEPALIVE and its parameters; takes effect from the next segment.
+    pub fn set_keepalive(&mut self, now: Instant, keepalive: Option<super::Keepalive>) {
+        self.cfg.keepalive = keepalive;
+        self.keepalive_probes = 0;
+        self.arm_keepalive(now);
+    }
+
+    fn arm_keepalive(&mut self, now: Instant) {
+        self.timers[Timer::Keepalive as usize] = match self.cfg.keepalive {
+            Some(k) if self.state.is_synchronized() && self.state != State::TimeWait => {
+                now + if self.keepalive_probes == 0 {
+                    k.idle
+                } else {
+                    k.interval
+                }
+            }
+            _ => Instant::FAR_FUTURE,
+        };
+    }
 
     /// `shutdown(2)`. Write: send FIN after queued data (RFC 9293 §3.10.4).
     /// Read: discard what is buffered and what arrives later (the BSD
@@ -716,7 +808,7 @@ impl Connection {
     /// When this connection next needs [`dispatch`](Self::dispatch): now if
     /// something is owed, else the earliest timer, else never.
     pub fn poll_at(&self) -> Instant {
-        if self.ack_now || self.rst_now || self.resend_syn {
+        if self.ack_now || self.ack_immediate || self.rst_now || self.resend_syn || self.rtx_one {
             return Instant::ZERO;
         }
         let mut t = self
@@ -755,7 +847,7 @@ impl Connection {
     }
 
     fn send_window_left(&self) -> usize {
-        let wnd = self.snd_wnd.min(self.cwnd) as usize;
+        let wnd = self.snd_wnd.min(self.cc.cwnd()) as usize;
         let in_flight = self.snd_nxt - self.snd_una;
         wnd.saturating_sub(in_flight)
     }
@@ -781,12 +873,27 @@ impl Connection {
     /// (RFC 9293 §3.10.7.3 for SYN-SENT, §3.10.7.4 otherwise). Replies are
     /// recorded and go out on the next [`dispatch`](Self::dispatch), so a
     /// burst of segments yields one ACK.
-    pub fn process(&mut self, now: Instant, seg: &TcpRepr<'_>) {
+    /// Immediate replies (duplicate ACKs for out-of-order data, challenge
+    /// ACKs) go to `sink` at once; the rest waits for the next dispatch.
+    pub fn process(&mut self, now: Instant, seg: &TcpRepr<'_>, sink: &mut impl Sink) {
         self.counters.segs_in += 1;
         match self.state {
             State::Closed | State::Listen => {}
             State::SynSent => self.process_syn_sent(now, seg),
             _ => self.process_synchronized(now, seg),
+        }
+        if self.cfg.keepalive.is_some() {
+            self.keepalive_probes = 0;
+            self.arm_keepalive(now);
+        }
+        if self.ack_immediate {
+            self.ack_immediate = false;
+            if self.state.is_synchronized() || self.state == State::SynReceived {
+                let seq = self.snd_nxt;
+                if !self.emit(now, sink, TcpFlags::ACK, seq, 0, 0) {
+                    self.ack_now = true;
+                }
+            }
         }
     }
 
@@ -829,6 +936,7 @@ impl Connection {
         if ack_ok {
             self.snd_wl2 = seg.ack_number;
             self.ack_received(now, seg.ack_number);
+            self.rtt_mark = self.snd_max;
             self.set_state(State::Established);
             self.ack_now = true;
         } else {
@@ -984,24 +1092,32 @@ impl Connection {
         let lowest = self.snd_una - (self.max_snd_wnd as usize);
         if ack > self.snd_max || ack < lowest {
             self.counters.bad_acks += 1;
-            self.ack_now = true;
+            self.ack_immediate = true;
             return;
         }
+        if self.sack_ok && seg.options.sack_count > 0 {
+            let taken = self.scoreboard.update(
+                seg.options.sack_blocks(),
+                self.snd_una.max(ack),
+                self.snd_max,
+            );
+            self.counters.sack_blocks_in += taken as u64;
+        }
+        let window = (seg.window_len as u32) << self.snd_wscale;
         if ack > self.snd_una {
-            self.ack_received(now, ack);
+            self.new_ack(now, seg, ack);
         } else if ack == self.snd_una
             && seg.payload.is_empty()
             && !f.fin()
             && self.snd_max > self.snd_una
-            && (seg.window_len as u32) << self.snd_wscale == self.snd_wnd
+            && window == self.snd_wnd
         {
-            // RFC 5681 §2 duplicate ACK.
-            self.counters.dup_acks_in += 1;
+            self.dup_ack(now);
         }
         // Window update (RFC 9293 §3.10.7.4, SND.WL1/SND.WL2 rule).
         if self.snd_wl1 < seq || (self.snd_wl1 == seq && self.snd_wl2 <= ack) {
             let was_zero = self.snd_wnd == 0;
-            self.snd_wnd = (seg.window_len as u32) << self.snd_wscale;
+            self.snd_wnd = window;
             self.max_snd_wnd = self.max_snd_wnd.max(self.snd_wnd);
             self.snd_wl1 = seq;
             self.snd_wl2 = ack;
@@ -1086,10 +1202,6 @@ impl Connection {
             fin = false;
         }
 
-        if !payload.is_empty() || seg.flags.fin() {
-            self.ack_now = true;
-        }
-
         if !payload.is_empty() {
             if self.orphan
                 && self.rd_shutdown
@@ -1102,11 +1214,24 @@ impl Connection {
                 return;
             }
             if offset == 0 {
+                let filled_hole = !self.assembler.is_empty();
                 self.accept_in_order(payload);
+                if filled_hole {
+                    // RFC 5681 §4.2: ACK at once when a segment fills a gap.
+                    self.ack_immediate = true;
+                } else {
+                    self.delay_ack(now, payload.len());
+                }
             } else {
-                self.accept_out_of_order(offset, payload);
+                // RFC 5681 §4.2: an immediate duplicate ACK for every
+                // out-of-order segment (with SACK blocks, RFC 2018).
+                self.accept_out_of_order(seq, offset, payload);
+                self.ack_immediate = true;
                 fin = false;
             }
+        } else if seg.segment_len() > 0 && !fin {
+            // Nothing new: a duplicate. ACK it so the sender learns.
+            self.ack_now = true;
         }
 
         // FIN is acceptable only when everything before it has arrived.
@@ -1148,18 +1273,65 @@ impl Connection {
         }
     }
 
-    fn accept_out_of_order(&mut self, offset: usize, payload: &[u8]) {
+    /// RFC 1122 §4.2.3.2 / RFC 5681 §4.2: ACK at least every second
+    /// full-sized segment, and within the delayed-ACK timeout.
+    fn delay_ack(&mut self, now: Instant, len: usize) {
+        self.unacked_rx += len;
+        if self.cfg.delayed_ack.is_zero() || self.unacked_rx >= 2 * self.rcv_mss {
+            self.ack_now = true;
+        } else if self.timers[Timer::DelayedAck as usize] == Instant::FAR_FUTURE {
+            self.timers[Timer::DelayedAck as usize] = now + self.cfg.delayed_ack;
+        }
+    }
+
+    fn accept_out_of_order(&mut self, seq: SeqNumber, offset: usize, payload: &[u8]) {
         if self.rd_shutdown {
             return;
         }
         // The assembler's offsets count from the start of the free space,
-        // i.e. from rcv_nxt.
+        // i.e. from rcv_nxt. It never holds more than the window: the
+        // segment was trimmed to it.
         if self.assembler.add(offset, payload.len()).is_ok() {
             self.rx.write_unallocated(offset, payload);
             self.counters.ooo_segments += 1;
+            // Most recent first, no duplicates, at most four.
+            let n = self.sack_recent_len;
+            let pos = self.sack_recent[..n].iter().position(|s| *s == seq).unwrap_or(n.min(3));
+            self.sack_recent.copy_within(0..pos, 1);
+            self.sack_recent[0] = seq;
+            self.sack_recent_len = (n + (pos == n) as usize).min(4);
         } else {
             self.counters.ooo_dropped += 1;
         }
+    }
+
+    /// SACK blocks for an outgoing ACK (RFC 2018 §4): the block holding the
+    /// most recent out-of-order segment first, then other recent ones, then
+    /// the rest; three fit beside timestamps, four without.
+    fn fill_sack_blocks(&self, options: &mut TcpOptions) {
+        let max = if options.timestamp.is_some() { 3 } else { 4 };
+        let mut n = 0usize;
+        let base = self.rcv_nxt;
+        let mut push = |options: &mut TcpOptions, start: usize, end: usize| {
+            let block = (base + start, base + end);
+            if n < max && !options.sack_blocks[..n].contains(&block) {
+                options.sack_blocks[n] = block;
+                n += 1;
+            }
+        };
+        for recent in &self.sack_recent[..self.sack_recent_len] {
+            let off = *recent - base;
+            if *recent < base {
+                continue;
+            }
+            if let Some((s, e)) = self.assembler.iter().find(|(s, e)| off >= *s && off < *e) {
+                push(options, s, e);
+            }
+        }
+        for (s, e) in self.assembler.iter() {
+            push(options, s, e);
+        }
+        options.sack_count = n as u8;
     }
 
     fn enter_time_wait(&mut self, now: Instant) {
@@ -1172,12 +1344,103 @@ impl Connection {
     /// RFC 5961 §3.2/§4: <SEQ=SND.NXT><ACK=RCV.NXT><CTL=ACK>.
     fn challenge_ack(&mut self) {
         self.counters.challenge_acks += 1;
-        self.ack_now = true;
+        self.ack_immediate = true;
     }
 
     /// New data acknowledged: SND.UNA advances, acked bytes leave the send
-    /// buffer, RTT is sampled (Karn's rule), the RTO restarts (RFC 6298 §5.3).
-    fn ack_received(&mut self, now: Instant, ack: SeqNumber) {
+    /// buffer, RTT is sampled, the RTO restarts (RFC 6298 §5.3), and the
+    /// congestion controller or the recovery in progress reacts.
+    fn new_ack(&mut self, now: Instant, seg: &TcpRepr<'_>, ack: SeqNumber) {
+        let acked = self.ack_received(now, ack);
+        // RTT: with timestamps, one sample per flight from the echoed TSval
+        // (RFC 7323 §4.1, retransmissions included); otherwise Karn's timed
+        // segment, never a retransmitted one.
+        if self.ts_enabled && ack >= self.rtt_mark {
+            if let Some(ts) = seg.options.timestamp {
+                let sent = ts.tsecr.wrapping_sub(self.ts_offset);
+                let elapsed = (now.total_millis() as u32).wrapping_sub(sent);
+                if ts.tsecr != 0 && (elapsed as i32) >= 0 {
+                    self.rtt.sample(elapsed as u64 * 1000);
+                    self.rtt_timing = None;
+                }
+            }
+            self.rtt_mark = self.snd_max;
+        }
+        let smss = self.snd_mss as u32;
+        self.dup_acks = 0;
+        match self.recovery {
+            Some(r) if ack >= r.point => {
+                // Full acknowledgement: RFC 6582 §3.2 step 3 / RFC 6675:
+                // deflate to ssthresh and leave recovery.
+                let ssthresh = self.cc.ssthresh();
+                self.cc.set_cwnd(ssthresh);
+                self.recovery = None;
+            }
+            Some(_) if self.cfg.congestion == Algorithm::Reno => {
+                // Plain Reno (RFC 5681 §3.2 step 6): any new ACK ends fast
+                // recovery.
+                let ssthresh = self.cc.ssthresh();
+                self.cc.set_cwnd(ssthresh);
+                self.recovery = None;
+            }
+            Some(r) if !r.sack => {
+                // RFC 6582 §3.2 step 5, partial ACK: retransmit the next
+                // hole, deflate by the amount acknowledged, add back one
+                // SMSS, stay in recovery.
+                self.rtx_one = true;
+                let cwnd = self.cc.cwnd().saturating_sub(acked as u32);
+                let cwnd = if acked as u32 >= smss { cwnd + smss } else { cwnd };
+                self.cc.set_cwnd(cwnd.max(smss));
+            }
+            Some(_) => {
+                // SACK recovery: NextSeg picks what to send from the pipe.
+            }
+            None => {
+                let srtt = Duration::from_micros(self.rtt.srtt);
+                self.cc.on_ack(now, acked as u32, smss, srtt);
+            }
+        }
+    }
+
+    /// RFC 5681 §3.2 duplicate ACK handling, RFC 6675 §5 with SACK.
+    fn dup_ack(&mut self, now: Instant) {
+        self.counters.dup_acks_in += 1;
+        self.dup_acks += 1;
+        let smss = self.snd_mss as u32;
+        if let Some(r) = self.recovery {
+            if !r.sack {
+                // Step 4: inflate by one SMSS per further duplicate.
+                let cwnd = self.cc.cwnd().saturating_add(smss);
+                self.cc.set_cwnd(cwnd);
+            }
+            return;
+        }
+        let sack_says_lost = self.sack_ok && self.scoreboard.is_lost(self.snd_una, self.snd_mss);
+        // RFC 6582 §3.2 step 2: not while SND.UNA is still below the last
+        // recovery point (these duplicates belong to the old loss).
+        if (self.dup_acks >= 3 || sack_says_lost) && self.snd_una >= self.recover {
+            let flight = (self.snd_max - self.snd_una) as u32;
+            self.cc.on_loss(now, flight, smss);
+            let sack = self.sack_ok && !self.scoreboard.is_empty();
+            self.recovery = Some(Recovery {
+                point: self.snd_max,
+                sack,
+            });
+            self.recover = self.snd_max;
+            if !sack {
+                // Step 3: cwnd = ssthresh + 3·SMSS.
+                let cwnd = self.cc.ssthresh().saturating_add(3 * smss);
+                self.cc.set_cwnd(cwnd);
+            }
+            self.high_rxt = self.snd_una;
+            self.rtx_one = true;
+            self.counters.fast_retransmits += 1;
+        }
+    }
+
+    /// SND.UNA moves to `ack`: acked bytes leave the buffer, the RTO
+    /// restarts (RFC 6298 §5.2, §5.3). Returns the data bytes acknowledged.
+    fn ack_received(&mut self, now: Instant, ack: SeqNumber) -> usize {
         let mut acked = ack - self.snd_una;
         if self.snd_una == self.iss {
             // Our SYN is acknowledged: it took one sequence number.
@@ -1190,6 +1453,10 @@ impl Connection {
         if self.snd_nxt < self.snd_una {
             self.snd_nxt = self.snd_una;
         }
+        if self.high_rxt < self.snd_una {
+            self.high_rxt = self.snd_una;
+        }
+        self.scoreboard.advance(ack);
         if let Some((end, sent)) = self.rtt_timing {
             if ack >= end {
                 self.rtt.sample((now - sent).total_micros());
@@ -1202,6 +1469,7 @@ impl Connection {
         } else {
             now + self.rtt.rto()
         };
+        data
     }
 
     // ----- timers -----------------------------------------------------------
@@ -1223,6 +1491,16 @@ impl Connection {
             self.timers[Timer::Rto as usize] = Instant::FAR_FUTURE;
             self.on_rto(now);
         }
+        if self.timers[Timer::DelayedAck as usize] <= now {
+            self.timers[Timer::DelayedAck as usize] = Instant::FAR_FUTURE;
+            if self.unacked_rx > 0 {
+                self.ack_now = true;
+            }
+        }
+        if self.timers[Timer::Keepalive as usize] <= now {
+            self.timers[Timer::Keepalive as usize] = Instant::FAR_FUTURE;
+            self.on_keepalive(now);
+        }
         if self.timers[Timer::Persist as usize] <= now {
             self.timers[Timer::Persist as usize] = Instant::FAR_FUTURE;
             if self.snd_wnd == 0 && self.snd_una == self.snd_max {
@@ -1233,6 +1511,31 @@ impl Connection {
                 self.persist_backoff = (self.persist_backoff + 1).min(16);
             }
         }
+    }
+
+    /// RFC 1122 §4.2.3.6: after `idle` without a segment from the peer,
+    /// probe every `interval`; `count` unanswered probes end the connection.
+    fn on_keepalive(&mut self, now: Instant) {
+        let Some(k) = self.cfg.keepalive else {
+            return;
+        };
+        if !matches!(
+            self.state,
+            State::Established | State::CloseWait | State::FinWait1 | State::FinWait2
+        ) {
+            return;
+        }
+        if self.keepalive_probes >= k.count {
+            self.fail(TcpError::TimedOut);
+            return;
+        }
+        // Data in flight has its own timer; probe only an idle connection.
+        if self.snd_una == self.snd_max {
+            self.keepalive_probes += 1;
+            self.counters.keepalive_probes += 1;
+            self.probe_now = true;
+        }
+        self.arm_keepalive(now);
     }
 
     /// RFC 6298 §5.4-5.7: retransmit from SND.UNA, back off, restart.
@@ -1257,6 +1560,18 @@ impl Connection {
         self.rtt.backoff();
         // Karn's rule: no sample from a retransmitted segment.
         self.rtt_timing = None;
+        if self.state.is_synchronized() {
+            // RFC 5681 §3.1 eq. (4) and the loss window; RFC 6582 §3.2:
+            // recover = highest sent; RFC 6675 §5.1: recovery ends.
+            let flight = (self.snd_max - self.snd_una) as u32;
+            self.cc.on_rto(now, flight, self.snd_mss as u32);
+            self.recovery = None;
+            self.recover = self.snd_max;
+            self.dup_acks = 0;
+            self.rtx_one = false;
+            self.high_rxt = self.snd_una;
+        }
+        // Go back to SND.UNA (SACKed ranges are skipped when resending).
         self.snd_nxt = self.snd_una;
         if matches!(self.state, State::SynSent | State::SynReceived) {
             self.resend_syn = true;
@@ -1344,7 +1659,10 @@ impl Connection {
         sent
     }
 
-    /// Segments data (and the FIN) from SND.NXT within the send window.
+    /// Segments data (and the FIN): first a pending single retransmission
+    /// (fast retransmit, partial ACK), then RFC 6675 NextSeg while in SACK
+    /// recovery, else from SND.NXT within min(cwnd, rwnd) (RFC 5681 §3;
+    /// the seed notes' "sender window = min(rwnd, cwnd)").
     fn send_data(&mut self, now: Instant, sink: &mut impl Sink) -> usize {
         if !matches!(
             self.state,
@@ -1357,14 +1675,103 @@ impl Connection {
             return 0;
         }
         let mut sent = 0;
-        loop {
+        let smss = self.snd_mss;
+        if self.rtx_one {
+            let seq = self.snd_una;
+            let limit = self
+                .scoreboard
+                .next_sacked(seq)
+                .map_or(smss, |next| (next - seq).min(smss));
+            match self.retransmit(now, sink, seq, limit) {
+                Some(len) => {
+                    sent += 1;
+                    self.rtx_one = false;
+                    self.high_rxt = self.high_rxt.max(seq + len);
+                }
+                None => return sent,
+            }
+        }
+        if let Some(Recovery { sack: true, .. }) = self.recovery {
+            // RFC 6675 §5 (C): while cwnd - pipe >= 1 SMSS, send NextSeg().
+            loop {
+                let pipe = self
+                    .scoreboard
+                    .pipe(self.snd_una, self.snd_max, self.high_rxt, smss);
+                if (self.cc.cwnd() as usize) < pipe + smss {
+                    break;
+                }
+                let from = self.high_rxt.max(self.snd_una);
+                let hole = self.scoreboard.next_hole(from);
+                // Rule 1: the first lost hole not yet retransmitted.
+                if let Some((h, end)) = hole.filter(|(h, _)| self.scoreboard.is_lost(*h, smss)) {
+                    let Some(len) = self.retransmit(now, sink, h, end - h) else {
+                        break;
+                    };
+                    self.high_rxt = h + len.max(1);
+                    sent += 1;
+                    continue;
+                }
+                // Rule 2: new data, if the receiver's window allows.
+                let new_sent = self.send_new(now, sink, 1, true);
+                if new_sent > 0 {
+                    sent += new_sent;
+                    continue;
+                }
+                // Rule 3: a hole that is not yet deemed lost.
+                if let Some((h, end)) = hole {
+                    let Some(len) = self.retransmit(now, sink, h, end - h) else {
+                        break;
+                    };
+                    self.high_rxt = h + len.max(1);
+                    sent += 1;
+                    continue;
+                }
+                break;
+            }
+            return sent;
+        }
+        sent + self.send_new(now, sink, usize::MAX, false)
+    }
+
+    /// Sends from SND.NXT (new data, or everything after an RTO went back to
+    /// SND.UNA, skipping SACKed ranges) within min(cwnd, rwnd), with Nagle
+    /// (RFC 896) and sender SWS avoidance (RFC 9293 §3.8.6.2.1) for new
+    /// data. In SACK recovery (`rwnd_only`) cwnd was checked by the caller.
+    fn send_new(&mut self, now: Instant, sink: &mut impl Sink, max_segments: usize, rwnd_only: bool) -> usize {
+        let mut sent = 0;
+        while sent < max_segments {
+            if self.snd_nxt < self.snd_max {
+                if let Some(end) = self.scoreboard.sacked_end(self.snd_nxt) {
+                    self.snd_nxt = end.min(self.snd_max);
+                    continue;
+                }
+            }
             let off = self.snd_nxt - self.snd_una;
             let unsent = self.tx.len().saturating_sub(off);
-            let len = unsent.min(self.send_window_left()).min(self.snd_mss);
+            let window = if rwnd_only {
+                (self.snd_wnd as usize).saturating_sub(off)
+            } else {
+                self.send_window_left()
+            };
+            let mut len = unsent.min(window).min(self.snd_mss);
+            let resend = self.snd_nxt < self.snd_max;
+            if resend {
+                if let Some(next) = self.scoreboard.next_sacked(self.snd_nxt) {
+                    len = len.min(next - self.snd_nxt);
+                }
+            }
             // The FIN rides on the last data segment, or goes alone.
-            let fin = self.fin_queued && off + len == self.tx.len();
+            let fin = self.fin_queued && off + len == self.tx.len() && !rwnd_only;
             if len == 0 && !fin {
                 break;
+            }
+            if !resend && len < self.snd_mss && !fin && self.snd_max > self.snd_una {
+                let window_limited = len < unsent;
+                let sws = window_limited && len < (self.max_snd_wnd as usize) / 2;
+                let nagle = !window_limited && !self.cfg.nodelay;
+                if sws || nagle {
+                    break;
+                }
             }
             let mut flags = TcpFlags::ACK;
             if fin {
@@ -1378,8 +1785,7 @@ impl Connection {
                 break;
             };
             sent += 1;
-            let is_retransmit = seq < self.snd_max;
-            if is_retransmit {
+            if resend {
                 self.counters.retransmits += 1;
             }
             self.snd_nxt = seq + len + fin as usize;
@@ -1387,7 +1793,7 @@ impl Connection {
                 self.fin_seq = Some(seq + len);
             }
             if self.snd_nxt > self.snd_max {
-                if self.rtt_timing.is_none() && !is_retransmit {
+                if self.rtt_timing.is_none() && !resend {
                     self.rtt_timing = Some((self.snd_nxt, now));
                 }
                 self.snd_max = self.snd_nxt;
@@ -1401,6 +1807,32 @@ impl Connection {
             }
         }
         sent
+    }
+
+    /// Retransmits up to `limit` bytes at `seq` (below SND.MAX), with the FIN
+    /// if the segment reaches it. Returns the payload bytes, or None if the
+    /// sink refused.
+    fn retransmit(&mut self, now: Instant, sink: &mut impl Sink, seq: SeqNumber, limit: usize) -> Option<usize> {
+        let off = seq - self.snd_una;
+        let len = self.tx.len().saturating_sub(off).min(limit).min(self.snd_mss);
+        let fin = self.fin_seq == Some(seq + len);
+        if len == 0 && !fin {
+            return Some(0);
+        }
+        let mut flags = TcpFlags::ACK;
+        if fin {
+            flags = flags | TcpFlags::FIN;
+        }
+        let (len, _) = self.emit_data(now, sink, flags, seq, off, len)?;
+        self.counters.retransmits += 1;
+        // Karn: the timed segment was retransmitted, its sample is void.
+        if matches!(self.rtt_timing, Some((end, _)) if seq < end) {
+            self.rtt_timing = None;
+        }
+        if self.timers[Timer::Rto as usize] == Instant::FAR_FUTURE {
+            self.timers[Timer::Rto as usize] = now + self.rtt.rto();
+        }
+        Some(len)
     }
 
     /// Zero window and data waiting with nothing in flight: arm the persist
@@ -1492,6 +1924,9 @@ impl Connection {
                 tsecr: if flags.ack() { self.ts_recent } else { 0 },
             });
         }
+        if self.sack_ok && !syn && flags.ack() && !self.assembler.is_empty() {
+            self.fill_sack_blocks(&mut options);
+        }
         let ack_number = if flags.ack() {
             self.rcv_nxt
         } else {
@@ -1519,6 +1954,8 @@ impl Connection {
         self.counters.segs_out += 1;
         if flags.ack() {
             self.ack_now = false;
+            self.unacked_rx = 0;
+            self.timers[Timer::DelayedAck as usize] = Instant::FAR_FUTURE;
             self.last_ack_sent = self.rcv_nxt;
             let adv = if syn {
                 window_len as usize

@@ -840,7 +840,7 @@ impl Endpoint {
                 ..
             }) = &mut self.slots[index as usize].socket
             {
-                c.process(now, seg);
+                c.process(now, seg, sink);
             }
             self.after_change(index);
             return;

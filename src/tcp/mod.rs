@@ -5,9 +5,11 @@
 //! [`Sink`]; `poll_at()` says when a connection next needs time. Nothing here
 //! reads a clock, makes a syscall or allocates per segment in steady state.
 
+pub mod congestion;
 mod conn;
 mod endpoint;
 mod isn;
+pub mod sack;
 
 use core::net::Ipv4Addr;
 
@@ -16,6 +18,7 @@ pub use endpoint::{
     Endpoint, EndpointConfig, EndpointCounters, FourTuple, Readiness, SocketError, SocketHandle,
     SocketOptions,
 };
+pub use congestion::Algorithm;
 pub use isn::IsnGenerator;
 
 use crate::time::Duration;
@@ -118,6 +121,33 @@ pub struct Config {
     pub data_retries: u32,
     /// Disables Nagle's algorithm (RFC 896).
     pub nodelay: bool,
+    pub congestion: Algorithm,
+    /// Initial window in segments; None is RFC 6928's
+    /// min(10·MSS, max(2·MSS, 14600 B)).
+    pub initial_window: Option<u32>,
+    /// Delayed-ACK timeout (RFC 1122 §4.2.3.2 allows up to 500 ms; Linux
+    /// uses 40 ms). Zero acknowledges every segment at once.
+    pub delayed_ack: Duration,
+    /// Keepalive (SO_KEEPALIVE with TCP_KEEPIDLE/INTVL/CNT); None is off.
+    pub keepalive: Option<Keepalive>,
+}
+
+/// Keepalive parameters (RFC 1122 §4.2.3.6; Linux defaults 7200 s, 75 s, 9).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Keepalive {
+    pub idle: Duration,
+    pub interval: Duration,
+    pub count: u32,
+}
+
+impl Default for Keepalive {
+    fn default() -> Keepalive {
+        Keepalive {
+            idle: Duration::from_secs(7200),
+            interval: Duration::from_secs(75),
+            count: 9,
+        }
+    }
 }
 
 impl Default for Config {
@@ -137,6 +167,10 @@ impl Default for Config {
             syn_retries: 6,
             data_retries: 15,
             nodelay: false,
+            congestion: Algorithm::NewReno,
+            initial_window: None,
+            delayed_ack: Duration::from_millis(40),
+            keepalive: None,
         }
     }
 }
