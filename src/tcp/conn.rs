@@ -922,6 +922,14 @@ impl Connection {
                 }
                 return;
             }
+            // Its text is still unacceptable and is trimmed away below, but
+            // "when the receiving TCP peer has a zero window and a segment
+            // arrives, it must still send an acknowledgment" (RFC 9293
+            // §3.8.6.1): that ACK answers a one-byte window probe.
+            if !seg.payload.is_empty() && !f.rst() {
+                self.counters.out_of_window += 1;
+                self.ack_now = true;
+            }
         }
 
         // Second, the RST bit (RFC 5961 §3.2: exact match resets; otherwise
