@@ -725,7 +725,11 @@ impl Connection {
             .copied()
             .min()
             .unwrap_or(Instant::FAR_FUTURE);
-        if self.has_sendable() {
+        // A zero window closed on queued data with nothing in flight (so no
+        // RTO either) needs the persist timer, which dispatch arms: without
+        // it a lost window update would hang the connection (RFC 9293
+        // §3.8.6.1).
+        if self.has_sendable() || self.persist_unarmed() {
             t = Instant::ZERO;
         }
         t
@@ -1407,17 +1411,21 @@ impl Connection {
     /// Zero window and data waiting with nothing in flight: arm the persist
     /// timer so the connection cannot deadlock on a lost window update.
     fn arm_persist(&mut self, now: Instant) {
-        let waiting = self.tx.len() > self.snd_nxt - self.snd_una;
-        if self.snd_wnd == 0
-            && waiting
-            && self.snd_una == self.snd_max
-            && self.state.is_synchronized()
-            && self.timers[Timer::Persist as usize] == Instant::FAR_FUTURE
-        {
+        if self.persist_unarmed() {
             let backoff = 1u32 << self.persist_backoff.min(16);
             let t = self.rtt.rto().saturating_mul(backoff).min(self.cfg.max_rto);
             self.timers[Timer::Persist as usize] = now + t;
         }
+    }
+
+    /// The persist timer should run but does not yet.
+    fn persist_unarmed(&self) -> bool {
+        let waiting = self.tx.len() > self.snd_nxt - self.snd_una;
+        self.snd_wnd == 0
+            && waiting
+            && self.snd_una == self.snd_max
+            && self.state.is_synchronized()
+            && self.timers[Timer::Persist as usize] == Instant::FAR_FUTURE
     }
 
     /// Emits a segment carrying `len` bytes of the send buffer from `off`;
