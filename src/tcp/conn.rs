@@ -716,7 +716,7 @@ impl Connection {
     /// When this connection next needs [`dispatch`](Self::dispatch): now if
     /// something is owed, else the earliest timer, else never.
     pub fn poll_at(&self) -> Instant {
-        if self.ack_now || self.rst_now || self.resend_syn {
+        if self.ack_now || self.rst_now || self.resend_syn || self.pending_rst_reply.is_some() {
             return Instant::ZERO;
         }
         let mut t = self
