@@ -1321,6 +1321,17 @@ impl Connection {
                         }
                     }
                 }
+                // An ACK owed in SYN-RECEIVED, for an unacceptable segment
+                // (RFC 9293 §3.10.7.4) or as a challenge (RFC 5961 §3.2),
+                // goes as <SEQ=SND.NXT><ACK=RCV.NXT><CTL=ACK> once our
+                // SYN-ACK is out (a SYN-ACK sent above already carried it).
+                if self.ack_now && self.state == State::SynReceived && self.snd_nxt == self.iss + 1
+                {
+                    let seq = self.snd_nxt;
+                    if self.emit(now, sink, TcpFlags::ACK, seq, 0, 0) {
+                        sent += 1;
+                    }
+                }
                 return sent;
             }
             State::TimeWait
