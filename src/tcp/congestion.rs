@@ -331,10 +331,7 @@ mod tests {
             round(&mut cc);
             trace.push(cc.cwnd() / SMSS);
         }
-        assert_eq!(
-            trace,
-            [1, 2, 4, 8, 16, 17, 18, 19, 20, 21, 22, 23, 24]
-        );
+        assert_eq!(trace, [1, 2, 4, 8, 16, 17, 18, 19, 20, 21, 22, 23, 24]);
         cc.on_rto(Instant::ZERO, 24 * SMSS, SMSS);
         assert_eq!(cc.ssthresh(), 12 * SMSS);
         assert_eq!(cc.cwnd(), SMSS);

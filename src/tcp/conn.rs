@@ -480,7 +480,10 @@ impl Connection {
         // RFC 6691: the MSS excludes options, so room for TSopt comes off it.
         self.snd_mss = peer_mss.min(self.cfg.mss as usize) - ts_len;
         let smss = self.snd_mss as u32;
-        self.cc = Controller::new(self.cfg.congestion, initial_window(smss, self.cfg.initial_window));
+        self.cc = Controller::new(
+            self.cfg.congestion,
+            initial_window(smss, self.cfg.initial_window),
+        );
     }
 
     // ----- accessors -------------------------------------------------------
@@ -808,7 +811,14 @@ impl Connection {
     /// When this connection next needs [`dispatch`](Self::dispatch): now if
     /// something is owed, else the earliest timer, else never.
     pub fn poll_at(&self) -> Instant {
-        if self.ack_now || self.ack_immediate || self.rst_now || self.resend_syn || self.rtx_one {
+        if self.ack_now
+            || self.ack_immediate
+            || self.rst_now
+            || self.resend_syn
+            || self.rtx_one
+            || self.probe_now
+            || self.pending_rst_reply.is_some()
+        {
             return Instant::ZERO;
         }
         let mut t = self
@@ -817,13 +827,19 @@ impl Connection {
             .copied()
             .min()
             .unwrap_or(Instant::FAR_FUTURE);
-        if self.has_sendable() {
+        // A zero window closed on queued data with nothing in flight (so no
+        // RTO either) needs the persist timer, which dispatch arms: without
+        // it a lost window update would hang the connection (RFC 9293
+        // §3.8.6.1).
+        if self.has_sendable() || self.persist_unarmed() {
             t = Instant::ZERO;
         }
         t
     }
 
     /// Is there something window and buffer allow us to send right now?
+    /// Must agree with what [`send_data`](Self::send_data) would do, or the
+    /// endpoint would poll a connection that has nothing to send.
     fn has_sendable(&self) -> bool {
         match self.state {
             State::SynSent | State::SynReceived => self.snd_nxt == self.iss,
@@ -832,24 +848,75 @@ impl Connection {
             | State::FinWait1
             | State::Closing
             | State::LastAck => {
-                let off = self.snd_nxt - self.snd_una;
-                let data_left = self.tx.len() > off;
-                let fin_left = self.fin_queued && off == self.tx.len();
-                (data_left && self.send_window_left() > 0) || fin_left
+                if let Some(Recovery { sack: true, .. }) = self.recovery {
+                    let smss = self.snd_mss;
+                    let pipe =
+                        self.scoreboard
+                            .pipe(self.snd_una, self.snd_max, self.high_rxt, smss);
+                    let from = self.high_rxt.max(self.snd_una);
+                    (self.cc.cwnd() as usize) >= pipe + smss
+                        && (self.scoreboard.next_hole(from).is_some()
+                            || self.next_segment(self.effective_nxt(), true).is_some())
+                } else {
+                    self.next_segment(self.effective_nxt(), false).is_some()
+                }
             }
             _ => false,
         }
     }
 
+    /// SND.NXT moved past any SACKed range it points into (when resending
+    /// after an RTO).
+    fn effective_nxt(&self) -> SeqNumber {
+        let mut nxt = self.snd_nxt;
+        while nxt < self.snd_max {
+            match self.scoreboard.sacked_end(nxt) {
+                Some(end) => nxt = end.min(self.snd_max),
+                None => break,
+            }
+        }
+        nxt
+    }
+
+    /// The segment [`send_new`](Self::send_new) would send at `nxt`:
+    /// (payload length, FIN), or None if window, Nagle (RFC 896) or sender
+    /// SWS avoidance (RFC 9293 §3.8.6.2.1) hold it back. In SACK recovery
+    /// (`rwnd_only`) cwnd was checked against the pipe by the caller.
+    fn next_segment(&self, nxt: SeqNumber, rwnd_only: bool) -> Option<(usize, bool)> {
+        let off = nxt - self.snd_una;
+        let unsent = self.tx.len().saturating_sub(off);
+        let window = if rwnd_only {
+            (self.snd_wnd as usize).saturating_sub(off)
+        } else {
+            let wnd = self.snd_wnd.min(self.cc.cwnd()) as usize;
+            wnd.saturating_sub(off)
+        };
+        let mut len = unsent.min(window).min(self.snd_mss);
+        let resend = nxt < self.snd_max;
+        if resend {
+            if let Some(next) = self.scoreboard.next_sacked(nxt) {
+                len = len.min(next - nxt);
+            }
+        }
+        // The FIN rides on the last data segment, or goes alone.
+        let fin = self.fin_queued && off + len == self.tx.len() && !rwnd_only;
+        if len == 0 && !fin {
+            return None;
+        }
+        if !resend && len < self.snd_mss && !fin && self.snd_max > self.snd_una {
+            let window_limited = len < unsent;
+            let sws = window_limited && len < (self.max_snd_wnd as usize) / 2;
+            let nagle = !window_limited && !self.cfg.nodelay;
+            if sws || nagle {
+                return None;
+            }
+        }
+        Some((len, fin))
+    }
+
     /// Our FIN has been sent and acknowledged.
     fn fin_acked(&self) -> bool {
         self.fin_seq.is_some_and(|s| self.snd_una > s)
-    }
-
-    fn send_window_left(&self) -> usize {
-        let wnd = self.snd_wnd.min(self.cc.cwnd()) as usize;
-        let in_flight = self.snd_nxt - self.snd_una;
-        wnd.saturating_sub(in_flight)
     }
 
     fn our_tsval(&self, now: Instant) -> u32 {
@@ -1029,6 +1096,14 @@ impl Connection {
                     self.ack_now = true;
                 }
                 return;
+            }
+            // Its text is still unacceptable and is trimmed away below, but
+            // "when the receiving TCP peer has a zero window and a segment
+            // arrives, it must still send an acknowledgment" (RFC 9293
+            // §3.8.6.1): that ACK answers a one-byte window probe.
+            if !seg.payload.is_empty() && !f.rst() {
+                self.counters.out_of_window += 1;
+                self.ack_now = true;
             }
         }
 
@@ -1296,7 +1371,10 @@ impl Connection {
             self.counters.ooo_segments += 1;
             // Most recent first, no duplicates, at most four.
             let n = self.sack_recent_len;
-            let pos = self.sack_recent[..n].iter().position(|s| *s == seq).unwrap_or(n.min(3));
+            let pos = self.sack_recent[..n]
+                .iter()
+                .position(|s| *s == seq)
+                .unwrap_or(n.min(3));
             self.sack_recent.copy_within(0..pos, 1);
             self.sack_recent[0] = seq;
             self.sack_recent_len = (n + (pos == n) as usize).min(4);
@@ -1389,7 +1467,11 @@ impl Connection {
                 // SMSS, stay in recovery.
                 self.rtx_one = true;
                 let cwnd = self.cc.cwnd().saturating_sub(acked as u32);
-                let cwnd = if acked as u32 >= smss { cwnd + smss } else { cwnd };
+                let cwnd = if acked as u32 >= smss {
+                    cwnd + smss
+                } else {
+                    cwnd
+                };
                 self.cc.set_cwnd(cwnd.max(smss));
             }
             Some(_) => {
@@ -1631,6 +1713,17 @@ impl Connection {
                         }
                     }
                 }
+                // An ACK owed in SYN-RECEIVED, for an unacceptable segment
+                // (RFC 9293 §3.10.7.4) or as a challenge (RFC 5961 §3.2),
+                // goes as <SEQ=SND.NXT><ACK=RCV.NXT><CTL=ACK> once our
+                // SYN-ACK is out (a SYN-ACK sent above already carried it).
+                if self.ack_now && self.state == State::SynReceived && self.snd_nxt == self.iss + 1
+                {
+                    let seq = self.snd_nxt;
+                    if self.emit(now, sink, TcpFlags::ACK, seq, 0, 0) {
+                        sent += 1;
+                    }
+                }
                 return sent;
             }
             State::TimeWait
@@ -1733,46 +1826,24 @@ impl Connection {
         sent + self.send_new(now, sink, usize::MAX, false)
     }
 
-    /// Sends from SND.NXT (new data, or everything after an RTO went back to
-    /// SND.UNA, skipping SACKed ranges) within min(cwnd, rwnd), with Nagle
-    /// (RFC 896) and sender SWS avoidance (RFC 9293 §3.8.6.2.1) for new
-    /// data. In SACK recovery (`rwnd_only`) cwnd was checked by the caller.
-    fn send_new(&mut self, now: Instant, sink: &mut impl Sink, max_segments: usize, rwnd_only: bool) -> usize {
+    /// Sends from SND.NXT: new data, or everything after an RTO went back to
+    /// SND.UNA (skipping SACKed ranges), as [`next_segment`](Self::next_segment)
+    /// allows.
+    fn send_new(
+        &mut self,
+        now: Instant,
+        sink: &mut impl Sink,
+        max_segments: usize,
+        rwnd_only: bool,
+    ) -> usize {
         let mut sent = 0;
         while sent < max_segments {
-            if self.snd_nxt < self.snd_max {
-                if let Some(end) = self.scoreboard.sacked_end(self.snd_nxt) {
-                    self.snd_nxt = end.min(self.snd_max);
-                    continue;
-                }
-            }
-            let off = self.snd_nxt - self.snd_una;
-            let unsent = self.tx.len().saturating_sub(off);
-            let window = if rwnd_only {
-                (self.snd_wnd as usize).saturating_sub(off)
-            } else {
-                self.send_window_left()
-            };
-            let mut len = unsent.min(window).min(self.snd_mss);
-            let resend = self.snd_nxt < self.snd_max;
-            if resend {
-                if let Some(next) = self.scoreboard.next_sacked(self.snd_nxt) {
-                    len = len.min(next - self.snd_nxt);
-                }
-            }
-            // The FIN rides on the last data segment, or goes alone.
-            let fin = self.fin_queued && off + len == self.tx.len() && !rwnd_only;
-            if len == 0 && !fin {
+            self.snd_nxt = self.effective_nxt();
+            let Some((len, fin)) = self.next_segment(self.snd_nxt, rwnd_only) else {
                 break;
-            }
-            if !resend && len < self.snd_mss && !fin && self.snd_max > self.snd_una {
-                let window_limited = len < unsent;
-                let sws = window_limited && len < (self.max_snd_wnd as usize) / 2;
-                let nagle = !window_limited && !self.cfg.nodelay;
-                if sws || nagle {
-                    break;
-                }
-            }
+            };
+            let off = self.snd_nxt - self.snd_una;
+            let resend = self.snd_nxt < self.snd_max;
             let mut flags = TcpFlags::ACK;
             if fin {
                 flags = flags | TcpFlags::FIN;
@@ -1812,9 +1883,20 @@ impl Connection {
     /// Retransmits up to `limit` bytes at `seq` (below SND.MAX), with the FIN
     /// if the segment reaches it. Returns the payload bytes, or None if the
     /// sink refused.
-    fn retransmit(&mut self, now: Instant, sink: &mut impl Sink, seq: SeqNumber, limit: usize) -> Option<usize> {
+    fn retransmit(
+        &mut self,
+        now: Instant,
+        sink: &mut impl Sink,
+        seq: SeqNumber,
+        limit: usize,
+    ) -> Option<usize> {
         let off = seq - self.snd_una;
-        let len = self.tx.len().saturating_sub(off).min(limit).min(self.snd_mss);
+        let len = self
+            .tx
+            .len()
+            .saturating_sub(off)
+            .min(limit)
+            .min(self.snd_mss);
         let fin = self.fin_seq == Some(seq + len);
         if len == 0 && !fin {
             return Some(0);
@@ -1838,17 +1920,21 @@ impl Connection {
     /// Zero window and data waiting with nothing in flight: arm the persist
     /// timer so the connection cannot deadlock on a lost window update.
     fn arm_persist(&mut self, now: Instant) {
-        let waiting = self.tx.len() > self.snd_nxt - self.snd_una;
-        if self.snd_wnd == 0
-            && waiting
-            && self.snd_una == self.snd_max
-            && self.state.is_synchronized()
-            && self.timers[Timer::Persist as usize] == Instant::FAR_FUTURE
-        {
+        if self.persist_unarmed() {
             let backoff = 1u32 << self.persist_backoff.min(16);
             let t = self.rtt.rto().saturating_mul(backoff).min(self.cfg.max_rto);
             self.timers[Timer::Persist as usize] = now + t;
         }
+    }
+
+    /// The persist timer should run but does not yet.
+    fn persist_unarmed(&self) -> bool {
+        let waiting = self.tx.len() > self.snd_nxt - self.snd_una;
+        self.snd_wnd == 0
+            && waiting
+            && self.snd_una == self.snd_max
+            && self.state.is_synchronized()
+            && self.timers[Timer::Persist as usize] == Instant::FAR_FUTURE
     }
 
     /// Emits a segment carrying `len` bytes of the send buffer from `off`;

@@ -13,12 +13,12 @@ pub mod sack;
 
 use core::net::Ipv4Addr;
 
+pub use congestion::Algorithm;
 pub use conn::{Connection, ConnectionCounters, RecvError, SendError, Shutdown, TcpError, TcpInfo};
 pub use endpoint::{
     Endpoint, EndpointConfig, EndpointCounters, FourTuple, Readiness, SocketError, SocketHandle,
     SocketOptions,
 };
-pub use congestion::Algorithm;
 pub use isn::IsnGenerator;
 
 use crate::time::Duration;

@@ -47,8 +47,7 @@ impl Scoreboard {
     ) -> usize {
         let mut taken = 0;
         for &(left, right) in blocks {
-            if right <= left || right <= snd_una || right > snd_max || left < snd_una - (1 << 30)
-            {
+            if right <= left || right <= snd_una || right > snd_max || left < snd_una - (1 << 30) {
                 continue;
             }
             self.insert(left.max(snd_una), right);
@@ -213,11 +212,17 @@ mod tests {
     #[test]
     fn blocks_merge_sorted_and_ignore_dsack_and_unsent() {
         let mut sb = Scoreboard::default();
-        assert_eq!(sb.update(&[(s(300), s(400)), (s(100), s(200))], s(0), s(1000)), 2);
+        assert_eq!(
+            sb.update(&[(s(300), s(400)), (s(100), s(200))], s(0), s(1000)),
+            2
+        );
         assert_eq!(sb.update(&[(s(200), s(300))], s(0), s(1000)), 1);
         assert_eq!(sb.ranges(), &[(s(100), s(400))]);
         // D-SACK below SND.UNA and a block past SND.MAX are ignored.
-        assert_eq!(sb.update(&[(s(0), s(50)), (s(900), s(1100))], s(50), s(1000)), 0);
+        assert_eq!(
+            sb.update(&[(s(0), s(50)), (s(900), s(1100))], s(50), s(1000)),
+            0
+        );
         sb.advance(s(150));
         assert_eq!(sb.ranges(), &[(s(150), s(400))]);
     }
