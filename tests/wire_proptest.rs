@@ -387,7 +387,7 @@ proptest! {
     fn random_option_areas_never_panic(bytes in vec(any::<u8>(), 0..48)) {
         if let Ok(options) = TcpOptions::parse(&bytes) {
             prop_assert!(options.sack_count <= 4);
-            prop_assert!(options.window_scale.map_or(true, |s| s <= 14));
+            prop_assert!(options.window_scale.is_none_or(|s| s <= 14));
             prop_assert!(options.buffer_len() <= 40 && options.buffer_len() % 4 == 0);
         }
     }
