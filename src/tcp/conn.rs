@@ -891,7 +891,8 @@ impl Connection {
             let wnd = self.snd_wnd.min(self.cc.cwnd()) as usize;
             wnd.saturating_sub(off)
         };
-        let mut len = unsent.min(window).min(self.snd_mss);
+        let mss = self.payload_limit();
+        let mut len = unsent.min(window).min(mss);
         let resend = nxt < self.snd_max;
         if resend {
             if let Some(next) = self.scoreboard.next_sacked(nxt) {
@@ -903,7 +904,7 @@ impl Connection {
         if len == 0 && !fin {
             return None;
         }
-        if !resend && len < self.snd_mss && !fin && self.snd_max > self.snd_una {
+        if !resend && len < mss && !fin && self.snd_max > self.snd_una {
             let window_limited = len < unsent;
             let sws = window_limited && len < (self.max_snd_wnd as usize) / 2;
             let nagle = !window_limited && !self.cfg.nodelay;
@@ -912,6 +913,27 @@ impl Connection {
             }
         }
         Some((len, fin))
+    }
+
+    /// Payload bytes that fit in a segment now: the MSS less the SACK
+    /// blocks our ACKs currently carry (4 + 8·n bytes), as Linux's
+    /// tcp_current_mss does, so no frame exceeds the MTU.
+    fn payload_limit(&self) -> usize {
+        if !self.sack_ok || self.assembler.is_empty() {
+            return self.snd_mss;
+        }
+        let max = if self.ts_enabled { 3 } else { 4 };
+        let blocks = self.assembler.range_count().min(max);
+        self.snd_mss - (4 + 8 * blocks)
+    }
+
+    /// Sequence number for segments without data, SYN or FIN (ACKs, RST):
+    /// SND.MAX, not SND.NXT, which moves back while retransmitting after an
+    /// RTO and would make the peer find the ACK below RCV.NXT, drop it as
+    /// unacceptable and answer with an ACK of its own — an ACK loop (BSD's
+    /// tcp_output uses snd_max for the same reason).
+    fn ack_seq(&self) -> SeqNumber {
+        self.snd_max
     }
 
     /// Our FIN has been sent and acknowledged.
@@ -956,7 +978,7 @@ impl Connection {
         if self.ack_immediate {
             self.ack_immediate = false;
             if self.state.is_synchronized() || self.state == State::SynReceived {
-                let seq = self.snd_nxt;
+                let seq = self.ack_seq();
                 if !self.emit(now, sink, TcpFlags::ACK, seq, 0, 0) {
                     self.ack_now = true;
                 }
@@ -1670,7 +1692,7 @@ impl Connection {
         self.on_timers(now);
         let mut sent = 0;
         if self.rst_now {
-            let seq = self.snd_nxt;
+            let seq = self.ack_seq();
             if self.emit(now, sink, TcpFlags::RST | TcpFlags::ACK, seq, 0, 0) {
                 self.rst_now = false;
                 sent += 1;
@@ -1743,7 +1765,7 @@ impl Connection {
             }
         }
         if self.ack_now {
-            let seq = self.snd_nxt;
+            let seq = self.ack_seq();
             if self.emit(now, sink, TcpFlags::ACK, seq, 0, 0) {
                 sent += 1;
             }
@@ -1896,7 +1918,7 @@ impl Connection {
             .len()
             .saturating_sub(off)
             .min(limit)
-            .min(self.snd_mss);
+            .min(self.payload_limit());
         let fin = self.fin_seq == Some(seq + len);
         if len == 0 && !fin {
             return Some(0);
