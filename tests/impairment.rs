@@ -24,13 +24,13 @@ fn impairments() -> Vec<(&'static str, LinkConfig)> {
     let base = LinkConfig::default().with_delay(Duration::from_millis(1));
     let ms = Duration::from_millis;
     vec![
-        ("loss1", base.clone().with_loss(0.01)),
-        ("loss5", base.clone().with_loss(0.05)),
-        ("loss10", base.clone().with_loss(0.10)),
-        ("reorder", base.clone().with_reorder(0.05, ms(3))),
-        ("duplicate", base.clone().with_duplicate(0.05)),
-        ("corrupt", base.clone().with_corrupt(0.02)),
-        ("jitter", base.clone().with_jitter(ms(4))),
+        ("loss1", base.with_loss(0.01)),
+        ("loss5", base.with_loss(0.05)),
+        ("loss10", base.with_loss(0.10)),
+        ("reorder", base.with_reorder(0.05, ms(3))),
+        ("duplicate", base.with_duplicate(0.05)),
+        ("corrupt", base.with_corrupt(0.02)),
+        ("jitter", base.with_jitter(ms(4))),
         (
             "all",
             base.with_loss(0.03)
@@ -45,7 +45,7 @@ fn impairments() -> Vec<(&'static str, LinkConfig)> {
 /// One run; Err describes what went wrong.
 fn run(seed: u64, link: &LinkConfig) -> Result<Duration, String> {
     let (a, b) = Pair::configs();
-    let mut p = Pair::with(Link::new(link.clone(), seed), a, b);
+    let mut p = Pair::with(Link::new(*link, seed), a, b);
     let start = p.now;
     let (c, s, _) = connect(&mut p);
     let mut up = Flow::new(random_bytes(seed.wrapping_mul(2), SIZE));
