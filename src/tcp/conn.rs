@@ -639,8 +639,9 @@ impl Connection {
 
     /// Queues as much of `data` as fits; never drops accepted bytes.
     pub fn send_slice(&mut self, data: &[u8]) -> Result<usize, SendError> {
-        if let Some(e) = self.error {
-            self.error_reported = true;
+        // The error is reported once (and cleared, like SO_ERROR); later
+        // calls see a closed connection (EPIPE), as on Linux.
+        if let Some(e) = self.take_error() {
             return Err(SendError::Failed(e));
         }
         if self.fin_queued || self.error_reported {
@@ -664,8 +665,7 @@ impl Connection {
     /// Reads into `buf`. `Ok(0)` is the end of the stream.
     pub fn recv_slice(&mut self, buf: &mut [u8]) -> Result<usize, RecvError> {
         if self.rx.is_empty() {
-            if let Some(e) = self.error {
-                self.error_reported = true;
+            if let Some(e) = self.take_error() {
                 return Err(RecvError::Failed(e));
             }
             if self.rd_shutdown || self.peer_fin_received() || self.state == State::Closed {

@@ -14,6 +14,7 @@ pub mod sack;
 use core::net::Ipv4Addr;
 
 pub use congestion::Algorithm;
+
 pub use conn::{Connection, ConnectionCounters, RecvError, SendError, Shutdown, TcpError, TcpInfo};
 pub use endpoint::{
     Endpoint, EndpointConfig, EndpointCounters, FourTuple, Readiness, SocketError, SocketHandle,

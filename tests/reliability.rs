@@ -1,0 +1,470 @@
+//! Reliable delivery and congestion control on one connection, driven by
+//! hand on virtual time: fast retransmit and recovery (RFC 5681, RFC 6582),
+//! SACK recovery (RFC 6675), RTO computation (RFC 6298) and Karn's rule,
+//! delayed ACK, Nagle, keepalive.
+
+#[macro_use]
+mod common;
+
+use common::*;
+use flowlane::tcp::{Algorithm, Config, Connection, Keepalive, RecvError, SendError, State};
+use flowlane::time::{Duration, Instant};
+use flowlane::wire::{SeqNumber, TcpFlags, TcpOptions};
+
+const ISS: SeqNumber = SeqNumber(1_000_000);
+const IRS: SeqNumber = SeqNumber(5_000);
+const MSS: usize = 1000;
+const T0: Instant = Instant::from_secs(10);
+const PEER_WIN: u16 = 65535;
+
+fn config(algorithm: Algorithm) -> Config {
+    Config {
+        mss: MSS as u16,
+        rx_buffer: 65535,
+        tx_buffer: 256 * 1024,
+        window_scale: false,
+        timestamps: false,
+        sack: false,
+        nodelay: true,
+        delayed_ack: Duration::ZERO,
+        congestion: algorithm,
+        initial_window: Some(10),
+        ..Config::default()
+    }
+}
+
+/// Our data byte `n` (0-based) as a sequence number.
+fn seq(n: usize) -> SeqNumber {
+    ISS + 1 + n
+}
+
+/// An established connection; the SYN-ACK arrives at once, so the
+/// handshake's RTT sample is 0 and the RTO starts at the 200 ms minimum.
+fn established(cfg: &Config, peer_options: TcpOptions) -> TestConn {
+    established_after(cfg, peer_options, Duration::ZERO)
+}
+
+/// An established connection whose handshake took `rtt`.
+fn established_after(cfg: &Config, peer_options: TcpOptions, rtt: Duration) -> TestConn {
+    let conn = Connection::connect(cfg, LOCAL, REMOTE, ISS, 0);
+    let mut t = TestConn::new(conn, T0);
+    assert_eq!(t.conn.info().rto, Duration::from_secs(1), "RFC 6298 §2.1");
+    let syn = t.dispatch();
+    assert_eq!(syn.len(), 1);
+    t.now += rtt;
+    let mut o = peer_options;
+    o.mss = Some(MSS as u16);
+    send!(t, peer(IRS, ISS + 1, TcpFlags::SYN | TcpFlags::ACK, o));
+    let ack = t.dispatch();
+    assert_eq!(ack.len(), 1);
+    assert_eq!(t.conn.state(), State::Established);
+    t
+}
+
+fn peer(seq: SeqNumber, ack: SeqNumber, flags: TcpFlags, options: TcpOptions) -> Segment {
+    Segment {
+        src_port: REMOTE.port(),
+        dst_port: LOCAL.port(),
+        seq_number: seq,
+        ack_number: ack,
+        flags,
+        window_len: PEER_WIN,
+        options,
+        payload: Vec::new(),
+    }
+}
+
+/// The peer acknowledges our byte `n` (exclusive), optionally with SACK
+/// blocks given in data-byte offsets.
+fn ack_of(n: usize, sack: &[(usize, usize)]) -> Segment {
+    let mut o = NO_OPTIONS;
+    for (i, (l, r)) in sack.iter().enumerate() {
+        o.sack_blocks[i] = (seq(*l), seq(*r));
+    }
+    o.sack_count = sack.len() as u8;
+    peer(IRS + 1, seq(n), TcpFlags::ACK, o)
+}
+
+/// Data segments (seq offset, len) in what came out.
+fn data_of(out: &[Segment]) -> Vec<(usize, usize)> {
+    out.iter()
+        .filter(|s| !s.payload.is_empty())
+        .map(|s| (s.seq_number - seq(0), s.payload.len()))
+        .collect()
+}
+
+fn write(t: &mut TestConn, n: usize) {
+    let data = vec![0xabu8; n];
+    assert_eq!(t.conn.send_slice(&data), Ok(n));
+}
+
+#[test]
+fn third_duplicate_ack_fast_retransmits_and_fast_recovery_follows_rfc_5681() {
+    let mut t = established(&config(Algorithm::Reno), NO_OPTIONS);
+    write(&mut t, 40 * MSS);
+    // Initial window of 10 segments.
+    let out = t.dispatch();
+    assert_eq!(
+        data_of(&out),
+        (0..10).map(|i| (i * MSS, MSS)).collect::<Vec<_>>()
+    );
+    // Segment 0 acknowledged: slow start, cwnd 11, two more go out.
+    send!(t, ack_of(MSS, &[]));
+    assert_eq!(t.conn.info().cwnd, 11 * MSS as u32);
+    assert_eq!(data_of(&t.dispatch()), [(10 * MSS, MSS), (11 * MSS, MSS)]);
+    // Segment 1 is lost; 2..=11 arrive and each brings a duplicate ACK.
+    send!(t, ack_of(MSS, &[]));
+    send!(t, ack_of(MSS, &[]));
+    assert!(t.dispatch().is_empty(), "two duplicates do not retransmit");
+    assert_eq!(t.conn.counters().fast_retransmits, 0);
+    send!(t, ack_of(MSS, &[]));
+    // Third duplicate: exactly the missing segment, ssthresh = FlightSize/2,
+    // cwnd = ssthresh + 3 segments.
+    assert_eq!(data_of(&t.dispatch()), [(MSS, MSS)]);
+    let flight = 11 * MSS as u32;
+    let info = t.conn.info();
+    assert_eq!(info.ssthresh, flight / 2);
+    assert_eq!(info.cwnd, flight / 2 + 3 * MSS as u32);
+    assert!(info.in_recovery);
+    assert_eq!(info.counters.fast_retransmits, 1);
+    // Each further duplicate inflates cwnd by one segment; new data flows
+    // once cwnd exceeds the flight.
+    for i in 1..=7u32 {
+        send!(t, ack_of(MSS, &[]));
+        assert_eq!(t.conn.info().cwnd, flight / 2 + (3 + i) * MSS as u32);
+    }
+    // cwnd 15500, flight 11000: four new segments.
+    assert_eq!(
+        data_of(&t.dispatch()),
+        (12..16).map(|i| (i * MSS, MSS)).collect::<Vec<_>>()
+    );
+    // The retransmission arrives: everything up to 12 is acknowledged. cwnd
+    // deflates to ssthresh; no slow start.
+    send!(t, ack_of(12 * MSS, &[]));
+    let info = t.conn.info();
+    assert!(!info.in_recovery);
+    assert_eq!(info.cwnd, info.ssthresh);
+    assert_eq!(info.cwnd, 5500);
+    // Congestion avoidance: one more segment per window of acknowledged
+    // bytes.
+    t.dispatch();
+    send!(t, ack_of(16 * MSS, &[]));
+    assert_eq!(t.conn.info().cwnd, 5500, "4000 bytes acked < cwnd");
+    t.dispatch();
+    send!(t, ack_of(18 * MSS, &[]));
+    assert_eq!(t.conn.info().cwnd, 6500, "5500 bytes acked: +1 segment");
+}
+
+#[test]
+fn newreno_partial_ack_retransmits_the_next_hole_without_leaving_recovery() {
+    let mut t = established(&config(Algorithm::NewReno), NO_OPTIONS);
+    write(&mut t, 10 * MSS);
+    assert_eq!(data_of(&t.dispatch()).len(), 10);
+    // Segments 1 and 4 are lost.
+    for _ in 0..4 {
+        send!(t, ack_of(MSS, &[]));
+    }
+    assert_eq!(data_of(&t.dispatch()), [(MSS, MSS)]);
+    assert!(t.conn.info().in_recovery);
+    // The retransmitted segment 1 fills the first hole: ACK up to 4, a
+    // partial ACK (recovery point is 10).
+    send!(t, ack_of(4 * MSS, &[]));
+    assert_eq!(data_of(&t.dispatch()), [(4 * MSS, MSS)]);
+    assert!(
+        t.conn.info().in_recovery,
+        "a partial ACK does not end recovery"
+    );
+    send!(t, ack_of(10 * MSS, &[]));
+    let info = t.conn.info();
+    assert!(!info.in_recovery);
+    assert_eq!(info.cwnd, info.ssthresh);
+    assert_eq!(info.counters.retransmits, 2);
+}
+
+#[test]
+fn reno_leaves_recovery_at_the_first_new_ack() {
+    let mut t = established(&config(Algorithm::Reno), NO_OPTIONS);
+    write(&mut t, 10 * MSS);
+    t.dispatch();
+    for _ in 0..4 {
+        send!(t, ack_of(MSS, &[]));
+    }
+    t.dispatch();
+    send!(t, ack_of(4 * MSS, &[]));
+    assert!(!t.conn.info().in_recovery);
+    assert!(data_of(&t.dispatch()).iter().all(|(o, _)| *o >= 10 * MSS));
+}
+
+#[test]
+fn sack_recovery_retransmits_only_the_holes() {
+    let mut cfg = config(Algorithm::NewReno);
+    cfg.sack = true;
+    let mut o = NO_OPTIONS;
+    o.sack_permitted = true;
+    let mut t = established(&cfg, o);
+    write(&mut t, 10 * MSS);
+    assert_eq!(data_of(&t.dispatch()).len(), 10);
+    // Segments 1 and 4 are lost; the peer SACKs what it holds.
+    send!(t, ack_of(MSS, &[(2 * MSS, 3 * MSS)]));
+    send!(t, ack_of(MSS, &[(2 * MSS, 4 * MSS)]));
+    send!(t, ack_of(MSS, &[(5 * MSS, 6 * MSS), (2 * MSS, 4 * MSS)]));
+    send!(t, ack_of(MSS, &[(5 * MSS, 7 * MSS), (2 * MSS, 4 * MSS)]));
+    let mut retransmitted = data_of(&t.dispatch());
+    for n in 8..=10 {
+        send!(t, ack_of(MSS, &[(5 * MSS, n * MSS), (2 * MSS, 4 * MSS)]));
+        retransmitted.extend(data_of(&t.dispatch()));
+    }
+    // Only the two holes, each once; no new data was written.
+    retransmitted.sort();
+    assert_eq!(retransmitted, [(MSS, MSS), (4 * MSS, MSS)]);
+    assert_eq!(t.conn.counters().retransmits, 2);
+    send!(t, ack_of(10 * MSS, &[]));
+    assert!(!t.conn.info().in_recovery);
+}
+
+#[test]
+fn rto_follows_rfc_6298_for_scripted_samples() {
+    let mut cfg = config(Algorithm::NewReno);
+    cfg.min_rto = Duration::from_millis(10);
+    // The handshake is the first sample, R = 100 ms: SRTT = R,
+    // RTTVAR = R/2, RTO = SRTT + 4·RTTVAR.
+    let mut t = established_after(&cfg, NO_OPTIONS, ms(100));
+    let i = t.conn.info();
+    assert_eq!((i.srtt, i.rttvar, i.rto), (ms(100), ms(50), ms(300)));
+    let mut sent_bytes = 0;
+    let mut sample = |t: &mut TestConn, rtt_ms: u64| {
+        write(t, 100);
+        let out = t.dispatch();
+        assert_eq!(data_of(&out), [(sent_bytes, 100)]);
+        sent_bytes += 100;
+        t.now += Duration::from_millis(rtt_ms);
+        send!(t, ack_of(sent_bytes, &[]));
+        t.now += Duration::from_secs(1);
+        t.conn.info()
+    };
+    // R = 200 ms: RTTVAR = 3/4·50 + 1/4·100 = 62.5; SRTT = 7/8·100 + 1/8·200.
+    let i = sample(&mut t, 200);
+    assert_eq!(
+        (i.srtt, i.rttvar, i.rto),
+        (us(112_500), us(62_500), us(362_500))
+    );
+    // R = 50 ms.
+    let i = sample(&mut t, 50);
+    assert_eq!(
+        (i.srtt, i.rttvar, i.rto),
+        (us(104_687), us(62_500), us(354_687))
+    );
+}
+
+fn ms(n: u64) -> Duration {
+    Duration::from_millis(n)
+}
+fn us(n: u64) -> Duration {
+    Duration::from_micros(n)
+}
+
+#[test]
+fn rto_backs_off_by_doubling_and_karn_takes_no_sample_from_a_retransmission() {
+    // Handshake sample 100 ms: RTO 300 ms.
+    let mut t = established_after(&config(Algorithm::NewReno), NO_OPTIONS, ms(100));
+    write(&mut t, 100);
+    assert_eq!(data_of(&t.dispatch()), [(0, 100)]);
+    let start = t.now;
+    // Unanswered: retransmissions after 300 ms, then 600 ms, 1200 ms more.
+    let mut times = Vec::new();
+    for _ in 0..3 {
+        let at = t.conn.poll_at();
+        t.now = at;
+        assert_eq!(data_of(&t.dispatch()), [(0, 100)]);
+        times.push(at - start);
+    }
+    assert_eq!(times, [ms(300), ms(900), ms(2100)]);
+    assert_eq!(t.conn.counters().rtos, 3);
+    // The ACK of the retransmitted segment gives no RTT sample (no
+    // timestamps): SRTT stays, and so does the backed-off RTO.
+    t.now += ms(5);
+    send!(t, ack_of(100, &[]));
+    let i = t.conn.info();
+    assert_eq!((i.srtt, i.rttvar), (ms(100), ms(50)));
+    assert_eq!(i.rto, ms(2400));
+    // A fresh segment gives a sample and the RTO is recomputed from it:
+    // RTTVAR = 3/4·50 + 1/4·0, RTO = 100 + 4·37.5.
+    write(&mut t, 100);
+    t.dispatch();
+    t.now += ms(100);
+    send!(t, ack_of(200, &[]));
+    let i = t.conn.info();
+    assert_eq!((i.srtt, i.rttvar, i.rto), (ms(100), us(37_500), ms(250)));
+}
+
+#[test]
+fn data_retransmissions_exhausted_abort_with_timed_out() {
+    let mut cfg = config(Algorithm::NewReno);
+    cfg.data_retries = 3;
+    let mut t = established(&cfg, NO_OPTIONS);
+    write(&mut t, 100);
+    t.dispatch();
+    for _ in 0..3 {
+        t.now = t.conn.poll_at();
+        assert_eq!(data_of(&t.dispatch()), [(0, 100)]);
+    }
+    t.now = t.conn.poll_at();
+    assert!(t.dispatch().is_empty());
+    assert_eq!(t.conn.state(), State::Closed);
+    assert_eq!(
+        t.conn.recv_slice(&mut [0; 4]),
+        Err(RecvError::Failed(flowlane::tcp::TcpError::TimedOut))
+    );
+    assert_eq!(t.conn.send_slice(b"x"), Err(SendError::Closed));
+}
+
+fn peer_data(offset: usize, len: usize) -> Segment {
+    Segment {
+        payload: vec![7u8; len],
+        ..peer(IRS + 1 + offset, seq(0), TcpFlags::ACK, NO_OPTIONS)
+    }
+}
+
+#[test]
+fn delayed_ack_waits_for_the_timeout_or_a_second_full_segment() {
+    let mut cfg = config(Algorithm::NewReno);
+    cfg.delayed_ack = ms(40);
+    let mut t = established(&cfg, NO_OPTIONS);
+    send!(t, peer_data(0, 100));
+    assert!(t.dispatch().is_empty(), "one small segment: ACK delayed");
+    assert_eq!(t.conn.poll_at(), t.now + ms(40));
+    t.now += ms(39);
+    assert!(t.dispatch().is_empty());
+    t.now += ms(1);
+    let out = t.dispatch();
+    assert_eq!(out.len(), 1);
+    assert_eq!(out[0].ack_number, IRS + 1 + 100);
+    // Two full-sized segments: ACK at once (RFC 5681 §4.2).
+    send!(t, peer_data(100, MSS));
+    assert!(t.dispatch().is_empty());
+    send!(t, peer_data(100 + MSS, MSS));
+    let out = t.dispatch();
+    assert_eq!(out.len(), 1);
+    assert_eq!(out[0].ack_number, IRS + 1 + 100 + 2 * MSS);
+}
+
+#[test]
+fn out_of_order_segment_gets_an_immediate_duplicate_ack_with_sack() {
+    let mut cfg = config(Algorithm::NewReno);
+    cfg.delayed_ack = ms(40);
+    cfg.sack = true;
+    let mut o = NO_OPTIONS;
+    o.sack_permitted = true;
+    let mut t = established(&cfg, o);
+    send!(t, peer_data(1000, 500));
+    send!(t, peer_data(3000, 500));
+    // Two duplicate ACKs, at once, each naming the newest block first.
+    let out = t.dispatch();
+    assert_eq!(out.len(), 2, "{out:?}");
+    assert!(out.iter().all(|s| s.ack_number == IRS + 1));
+    assert_eq!(out[0].options.sack_blocks(), [(IRS + 1001, IRS + 1501)]);
+    assert_eq!(
+        out[1].options.sack_blocks(),
+        [(IRS + 3001, IRS + 3501), (IRS + 1001, IRS + 1501)]
+    );
+    // Filling the first hole is acknowledged at once too.
+    send!(t, peer_data(0, 1000));
+    let out = t.dispatch();
+    assert_eq!(out.len(), 1);
+    assert_eq!(out[0].ack_number, IRS + 1501);
+    assert_eq!(out[0].options.sack_blocks(), [(IRS + 3001, IRS + 3501)]);
+    let mut buf = [0u8; 4000];
+    assert_eq!(t.conn.recv_slice(&mut buf), Ok(1500));
+}
+
+#[test]
+fn nagle_coalesces_small_writes_and_nodelay_does_not() {
+    let mut cfg = config(Algorithm::NewReno);
+    cfg.nodelay = false;
+    let mut t = established(&cfg, NO_OPTIONS);
+    write(&mut t, 10);
+    assert_eq!(data_of(&t.dispatch()), [(0, 10)]);
+    write(&mut t, 10);
+    write(&mut t, 10);
+    assert!(
+        t.dispatch().is_empty(),
+        "small segment held while data is unacked"
+    );
+    send!(t, ack_of(10, &[]));
+    assert_eq!(data_of(&t.dispatch()), [(10, 20)], "coalesced into one");
+
+    let mut t = established(&config(Algorithm::NewReno), NO_OPTIONS);
+    write(&mut t, 10);
+    assert_eq!(data_of(&t.dispatch()), [(0, 10)]);
+    write(&mut t, 10);
+    assert_eq!(data_of(&t.dispatch()), [(10, 10)], "no-delay sends at once");
+}
+
+#[test]
+fn keepalive_probes_an_idle_peer_and_reports_timed_out() {
+    let mut cfg = config(Algorithm::NewReno);
+    cfg.keepalive = Some(Keepalive {
+        idle: Duration::from_secs(10),
+        interval: Duration::from_secs(2),
+        count: 3,
+    });
+    let mut t = established(&cfg, NO_OPTIONS);
+    assert_eq!(t.conn.poll_at(), T0 + Duration::from_secs(10));
+    let mut probes = Vec::new();
+    for _ in 0..3 {
+        t.now = t.conn.poll_at();
+        let out = t.dispatch();
+        assert_eq!(out.len(), 1);
+        // The probe carries SND.UNA - 1 and no data.
+        assert_eq!(out[0].seq_number, seq(0) - 1);
+        assert!(out[0].payload.is_empty());
+        probes.push(t.now - T0);
+    }
+    assert_eq!(
+        probes,
+        [
+            Duration::from_secs(10),
+            Duration::from_secs(12),
+            Duration::from_secs(14)
+        ]
+    );
+    t.now = t.conn.poll_at();
+    t.dispatch();
+    assert_eq!(t.now - T0, Duration::from_secs(16));
+    assert_eq!(t.conn.state(), State::Closed);
+    assert_eq!(t.conn.error(), Some(flowlane::tcp::TcpError::TimedOut));
+}
+
+#[test]
+fn keepalive_answered_keeps_the_connection() {
+    let mut cfg = config(Algorithm::NewReno);
+    cfg.keepalive = Some(Keepalive {
+        idle: Duration::from_secs(10),
+        interval: Duration::from_secs(2),
+        count: 3,
+    });
+    let mut t = established(&cfg, NO_OPTIONS);
+    for _ in 0..5 {
+        t.now = t.conn.poll_at();
+        assert_eq!(t.dispatch().len(), 1);
+        // The peer answers each probe with an ACK.
+        send!(t, ack_of(0, &[]));
+    }
+    assert_eq!(t.conn.state(), State::Established);
+    assert_eq!(t.conn.counters().keepalive_probes, 5);
+}
+
+#[test]
+fn cubic_connection_recovers_from_loss_and_reduces_by_beta() {
+    let mut t = established(&config(Algorithm::Cubic), NO_OPTIONS);
+    write(&mut t, 20 * MSS);
+    assert_eq!(data_of(&t.dispatch()).len(), 10);
+    for _ in 0..4 {
+        send!(t, ack_of(MSS, &[]));
+    }
+    assert_eq!(data_of(&t.dispatch())[0], (MSS, MSS));
+    // RFC 9438 §4.6: ssthresh = cwnd · 0.7.
+    // cwnd was 11 segments (one ACK of slow start before the loss).
+    assert!((7699..=7700).contains(&t.conn.info().ssthresh));
+    assert_eq!(t.conn.info().congestion, Algorithm::Cubic);
+}
