@@ -31,12 +31,15 @@ impl fmt::Display for TooManyHoles {
 impl std::error::Error for TooManyHoles {}
 
 /// Received ranges beyond the contiguous point, at most `N` of them.
-#[derive(Clone, Copy)]
+///
+/// The range array is allocated on the first out-of-order segment, so a
+/// connection that never sees one (most of them) pays a pointer for it.
+#[derive(Clone)]
 pub struct Assembler<const N: usize = DEFAULT_MAX_RANGES> {
     /// `ranges[..count]` are `(start, end)` half-open, sorted, non-empty,
     /// and separated by at least one missing byte (touching ranges merge).
-    /// Entries past `count` are stale.
-    ranges: [(usize, usize); N],
+    /// Entries past `count` are stale. None until first needed.
+    store: Option<Box<[(usize, usize); N]>>,
     count: usize,
 }
 
@@ -57,9 +60,20 @@ impl<const N: usize> Assembler<N> {
     /// An empty assembler tracking up to `N` ranges (`Assembler::<16>::empty()`).
     pub const fn empty() -> Self {
         Assembler {
-            ranges: [(0, 0); N],
+            store: None,
             count: 0,
         }
+    }
+
+    fn ranges(&self) -> &[(usize, usize)] {
+        match &self.store {
+            Some(b) => &b[..],
+            None => &[],
+        }
+    }
+
+    fn ranges_mut(&mut self) -> &mut [(usize, usize); N] {
+        self.store.get_or_insert_with(|| Box::new([(0, 0); N]))
     }
 
     pub const fn max_ranges(&self) -> usize {
@@ -81,7 +95,7 @@ impl<const N: usize> Assembler<N> {
 
     /// Stored ranges as `(start, end)` half-open offsets, in order.
     pub fn iter(&self) -> impl Iterator<Item = (usize, usize)> + '_ {
-        self.ranges[..self.count].iter().copied()
+        self.ranges()[..self.count].iter().copied()
     }
 
     /// Total bytes covered by the stored ranges.
@@ -99,7 +113,7 @@ impl<const N: usize> Assembler<N> {
         }
         let start = offset;
         let end = offset.saturating_add(len);
-        let held = &self.ranges[..self.count];
+        let held = &self.ranges()[..self.count];
         // `first` is the first range ending at or after `start`, `past` the
         // first starting after `end`: `first..past` overlap or touch.
         let first = held.partition_point(|r| r.1 < start);
@@ -108,16 +122,18 @@ impl<const N: usize> Assembler<N> {
             if self.count == N {
                 return Err(TooManyHoles);
             }
-            self.ranges.copy_within(first..self.count, first + 1);
-            self.ranges[first] = (start, end);
+            let count = self.count;
+            self.ranges_mut().copy_within(first..count, first + 1);
+            self.ranges_mut()[first] = (start, end);
             self.count += 1;
         } else {
             let merged = (
-                start.min(self.ranges[first].0),
-                end.max(self.ranges[past - 1].1),
+                start.min(self.ranges()[first].0),
+                end.max(self.ranges()[past - 1].1),
             );
-            self.ranges[first] = merged;
-            self.ranges.copy_within(past..self.count, first + 1);
+            self.ranges_mut()[first] = merged;
+            let count = self.count;
+            self.ranges_mut().copy_within(past..count, first + 1);
             self.count -= past - first - 1;
         }
         Ok(())
@@ -127,18 +143,20 @@ impl<const N: usize> Assembler<N> {
     /// (the bytes that just became contiguous), moving the contiguous point
     /// past it: all remaining offsets shift down by that length. Otherwise 0.
     pub fn remove_front(&mut self) -> usize {
-        if self.count == 0 || self.ranges[0].0 != 0 {
+        if self.count == 0 || self.ranges()[0].0 != 0 {
             return 0;
         }
-        let len = self.ranges[0].1;
-        self.ranges.copy_within(1..self.count, 0);
+        let len = self.ranges()[0].1;
+        let count = self.count;
+        self.ranges_mut().copy_within(1..count, 0);
         self.count -= 1;
         self.shift_down(len);
         len
     }
 
     fn shift_down(&mut self, by: usize) {
-        for r in &mut self.ranges[..self.count] {
+        let count = self.count;
+        for r in &mut self.ranges_mut()[..count] {
             r.0 -= by;
             r.1 -= by;
         }
@@ -155,7 +173,7 @@ impl<const N: usize> Assembler<N> {
         offset: usize,
         len: usize,
     ) -> Result<usize, TooManyHoles> {
-        if offset == 0 && len > 0 && (self.count == 0 || self.ranges[0].0 > len) {
+        if offset == 0 && len > 0 && (self.count == 0 || self.ranges()[0].0 > len) {
             self.shift_down(len);
             return Ok(len);
         }
@@ -166,7 +184,7 @@ impl<const N: usize> Assembler<N> {
 
 impl<const N: usize> PartialEq for Assembler<N> {
     fn eq(&self, other: &Self) -> bool {
-        self.ranges[..self.count] == other.ranges[..other.count]
+        self.ranges()[..self.count] == other.ranges()[..other.count]
     }
 }
 
@@ -254,7 +272,7 @@ mod tests {
         let mut a = Assembler::<2>::empty();
         a.add(10, 2).unwrap();
         a.add(20, 2).unwrap();
-        let before = a;
+        let before = a.clone();
         assert_eq!(a.add(30, 2), Err(TooManyHoles));
         assert_eq!(a.add(0, 2), Err(TooManyHoles));
         assert_eq!(a, before);

@@ -15,9 +15,15 @@
 
 /// A ring of `capacity` bytes. Invariants: `read_at < capacity` (or 0 when
 /// the capacity is 0) and `length <= capacity`.
+///
+/// The bytes are allocated on the first write, not at construction: an idle
+/// connection (a million of them, say) holds no buffer memory, and
+/// [`RingBuffer::release`] gives the memory back once the ring is empty.
 #[derive(Clone, Debug)]
 pub struct RingBuffer {
+    /// Empty until the first write, then exactly `cap` bytes.
     storage: Box<[u8]>,
+    cap: usize,
     /// Index of the first allocated byte.
     read_at: usize,
     /// Number of allocated bytes.
@@ -27,14 +33,34 @@ pub struct RingBuffer {
 impl RingBuffer {
     pub fn new(capacity: usize) -> Self {
         RingBuffer {
-            storage: vec![0; capacity].into_boxed_slice(),
+            storage: Box::default(),
+            cap: capacity,
             read_at: 0,
             length: 0,
         }
     }
 
     pub fn capacity(&self) -> usize {
+        self.cap
+    }
+
+    /// Bytes of memory the ring holds now (0 until the first write).
+    pub fn allocated_bytes(&self) -> usize {
         self.storage.len()
+    }
+
+    /// Frees the memory if nothing is queued (idle connections).
+    pub fn release(&mut self) {
+        if self.length == 0 {
+            self.storage = Box::default();
+            self.read_at = 0;
+        }
+    }
+
+    fn ensure_storage(&mut self) {
+        if self.storage.len() != self.cap {
+            self.storage = vec![0; self.cap].into_boxed_slice();
+        }
     }
 
     /// Allocated (queued) bytes.
@@ -75,6 +101,7 @@ impl RingBuffer {
 
     /// Copies `data` into storage starting at index `start`, wrapping once.
     fn copy_in(&mut self, start: usize, data: &[u8]) {
+        self.ensure_storage();
         let first = data.len().min(self.capacity() - start);
         self.storage[start..start + first].copy_from_slice(&data[..first]);
         let rest = data.len() - first;
@@ -165,6 +192,9 @@ impl RingBuffer {
     /// returns how many.
     pub fn enqueue_unallocated(&mut self, n: usize) -> usize {
         let n = n.min(self.free());
+        if n > 0 {
+            self.ensure_storage();
+        }
         self.length += n;
         n
     }
@@ -177,6 +207,7 @@ impl RingBuffer {
         if offset >= free {
             return &mut [];
         }
+        self.ensure_storage();
         let start = self.index(self.length + offset);
         let n = max.min(free - offset).min(self.capacity() - start);
         &mut self.storage[start..start + n]

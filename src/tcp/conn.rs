@@ -9,6 +9,7 @@
 //! needs time. This module never reads a clock and never touches a device.
 
 use core::net::SocketAddrV4;
+use std::sync::Arc;
 
 use super::congestion::{initial_window, Algorithm, CongestionControl, Controller};
 use super::sack::Scoreboard;
@@ -198,7 +199,9 @@ pub struct Connection {
     remote: SocketAddrV4,
     /// Opened from LISTEN (an RST in SYN-RECEIVED then just deletes it).
     passive: bool,
-    cfg: Config,
+    /// Shared by every connection of a listener (copied on write when a
+    /// socket option changes it), so it costs a pointer per connection.
+    cfg: Arc<Config>,
 
     // Send sequence space (RFC 9293 §3.3.1).
     iss: SeqNumber,
@@ -324,6 +327,22 @@ impl core::fmt::Debug for Connection {
     }
 }
 
+/// A configuration a connection can share: `&Config` is copied once,
+/// `&Arc<Config>` (a listener's) is shared.
+pub trait SharedConfig {
+    fn shared(self) -> Arc<Config>;
+}
+impl SharedConfig for &Config {
+    fn shared(self) -> Arc<Config> {
+        Arc::new(self.clone())
+    }
+}
+impl SharedConfig for &Arc<Config> {
+    fn shared(self) -> Arc<Config> {
+        Arc::clone(self)
+    }
+}
+
 /// Smallest shift that lets `buffer` bytes be advertised (RFC 7323 §2.3:
 /// at most 14).
 fn wscale_for(buffer: usize) -> u8 {
@@ -336,13 +355,12 @@ fn wscale_for(buffer: usize) -> u8 {
 
 impl Connection {
     fn new(
-        cfg: &Config,
+        cfg: Arc<Config>,
         local: SocketAddrV4,
         remote: SocketAddrV4,
         iss: SeqNumber,
         ts_offset: u32,
     ) -> Connection {
-        let cfg = cfg.clone();
         let rcv_wscale = if cfg.window_scale {
             wscale_for(cfg.rx_buffer)
         } else {
@@ -416,13 +434,13 @@ impl Connection {
     /// Active open (RFC 9293 §3.10.1): the SYN goes out on the next
     /// [`dispatch`](Self::dispatch).
     pub fn connect(
-        cfg: &Config,
+        cfg: impl SharedConfig,
         local: SocketAddrV4,
         remote: SocketAddrV4,
         iss: SeqNumber,
         ts_offset: u32,
     ) -> Connection {
-        let mut c = Connection::new(cfg, local, remote, iss, ts_offset);
+        let mut c = Connection::new(cfg.shared(), local, remote, iss, ts_offset);
         c.set_state(State::SynSent);
         c
     }
@@ -431,14 +449,14 @@ impl Connection {
     /// LISTEN, "third check for a SYN"). The SYN-ACK goes out on the next
     /// dispatch.
     pub fn accept_syn(
-        cfg: &Config,
+        cfg: impl SharedConfig,
         local: SocketAddrV4,
         remote: SocketAddrV4,
         syn: &TcpRepr<'_>,
         iss: SeqNumber,
         ts_offset: u32,
     ) -> Connection {
-        let mut c = Connection::new(cfg, local, remote, iss, ts_offset);
+        let mut c = Connection::new(cfg.shared(), local, remote, iss, ts_offset);
         c.passive = true;
         c.irs = syn.seq_number;
         c.rcv_nxt = syn.seq_number + 1;
@@ -707,11 +725,11 @@ impl Connection {
         self.linger = linger;
     }
     pub fn set_nodelay(&mut self, nodelay: bool) {
-        self.cfg.nodelay = nodelay;
+        Arc::make_mut(&mut self.cfg).nodelay = nodelay;
     }
     /// SO_KEEPALIVE and its parameters; takes effect from the next segment.
     pub fn set_keepalive(&mut self, now: Instant, keepalive: Option<super::Keepalive>) {
-        self.cfg.keepalive = keepalive;
+        Arc::make_mut(&mut self.cfg).keepalive = keepalive;
         self.keepalive_probes = 0;
         self.arm_keepalive(now);
     }

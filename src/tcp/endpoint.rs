@@ -9,6 +9,7 @@
 use core::net::{Ipv4Addr, SocketAddrV4};
 use std::cmp::Reverse;
 use std::collections::{BinaryHeap, HashMap, VecDeque};
+use std::sync::Arc;
 
 use super::conn::{Connection, RecvError, SendError, Shutdown, TcpError, TcpInfo};
 use super::{rst_for_unexpected, Config, IsnGenerator, Sink, State};
@@ -165,7 +166,8 @@ pub struct EndpointCounters {
 }
 
 struct Listener {
-    config: Config,
+    /// Shared by every connection the listener accepts.
+    config: Arc<Config>,
     backlog: usize,
     /// Children in SYN-RECEIVED.
     syn_queue: usize,
@@ -478,7 +480,7 @@ impl Endpoint {
             Kind::Listening(..) => return Ok(()),
             Kind::Connection(_) => return Err(SocketError::InvalidState),
         };
-        let config = self.conn_config(&self.sock(h)?.opts);
+        let config = Arc::new(self.conn_config(&self.sock(h)?.opts));
         let u = self.port_use(addr.port());
         u.bound -= 1;
         u.listeners += 1;

@@ -11,10 +11,12 @@ use crate::wire::SeqNumber;
 /// Most disjoint SACKed ranges remembered.
 pub const SCOREBOARD_RANGES: usize = 16;
 
+/// The range array is allocated on the first SACK block, so connections
+/// that never see loss pay a pointer for it.
 #[derive(Clone, Debug, Default)]
 pub struct Scoreboard {
-    /// Sorted, disjoint, non-adjacent ranges [start, end).
-    ranges: [(SeqNumber, SeqNumber); SCOREBOARD_RANGES],
+    /// Sorted, disjoint, non-adjacent ranges [start, end); None until used.
+    store: Option<Box<[(SeqNumber, SeqNumber); SCOREBOARD_RANGES]>>,
     len: usize,
 }
 
@@ -28,7 +30,15 @@ impl Scoreboard {
     }
 
     pub fn ranges(&self) -> &[(SeqNumber, SeqNumber)] {
-        &self.ranges[..self.len]
+        match &self.store {
+            Some(r) => &r[..self.len],
+            None => &[],
+        }
+    }
+
+    fn ranges_mut(&mut self) -> &mut [(SeqNumber, SeqNumber); SCOREBOARD_RANGES] {
+        self.store
+            .get_or_insert_with(|| Box::new([(SeqNumber(0), SeqNumber(0)); SCOREBOARD_RANGES]))
     }
 
     /// Highest SACKed sequence number (RFC 6675 HighACK-ish), if any.
@@ -83,19 +93,23 @@ impl Scoreboard {
             n += 1;
         }
         let n = n.min(SCOREBOARD_RANGES);
-        self.ranges[..n].copy_from_slice(&out[..n]);
+        self.ranges_mut()[..n].copy_from_slice(&out[..n]);
         self.len = n;
     }
 
     /// Drops what SND.UNA has passed.
     pub fn advance(&mut self, snd_una: SeqNumber) {
+        let len = self.len;
+        let Some(ranges) = self.store.as_mut() else {
+            return;
+        };
         let mut keep = 0;
-        for i in 0..self.len {
-            let (s, e) = self.ranges[i];
+        for i in 0..len {
+            let (s, e) = ranges[i];
             if e <= snd_una {
                 continue;
             }
-            self.ranges[keep] = (s.max(snd_una), e);
+            ranges[keep] = (s.max(snd_una), e);
             keep += 1;
         }
         self.len = keep;
