@@ -12,7 +12,9 @@ use core::net::SocketAddrV4;
 use std::sync::Arc;
 
 use super::congestion::{initial_window, Algorithm, CongestionControl, Controller};
+use super::endpoint::FourTuple;
 use super::sack::Scoreboard;
+use super::timewait::TimeWaitRecord;
 use super::{Config, Sink, State};
 use crate::storage::{Assembler, RingBuffer};
 use crate::time::{Duration, Instant};
@@ -258,6 +260,8 @@ pub struct Connection {
     ts_offset: u32,
     /// RFC 7323 Last.ACK.sent.
     last_ack_sent: SeqNumber,
+    /// The last TSval we sent (a TIME-WAIT record keeps it for RFC 6191).
+    last_tsval: u32,
     sack_ok: bool,
     /// Starts of recently received out-of-order segments, most recent
     /// first: RFC 2018 §4 orders SACK blocks by recency.
@@ -400,6 +404,7 @@ impl Connection {
             ts_recent: 0,
             ts_offset,
             last_ack_sent: SeqNumber(0),
+            last_tsval: 0,
             sack_ok: false,
             sack_recent: [SeqNumber(0); 4],
             sack_recent_len: 0,
@@ -566,6 +571,28 @@ impl Connection {
             in_recovery: self.recovery.is_some(),
             counters: self.counters,
         }
+    }
+
+    /// The small record that replaces this connection in TIME-WAIT once
+    /// the application has let go of it (RFC 9293 §3.10.7.4: all TIME-WAIT
+    /// still needs is to re-ACK a retransmitted FIN until 2MSL passes).
+    pub fn time_wait_record(&self) -> Option<TimeWaitRecord> {
+        if self.state != State::TimeWait {
+            return None;
+        }
+        let window = (self.rcv_window() >> self.rcv_wscale).min(0xffff) as u16;
+        Some(TimeWaitRecord::new(
+            FourTuple {
+                local: self.local,
+                remote: self.remote,
+            },
+            self.snd_max,
+            self.rcv_nxt,
+            self.ts_enabled
+                .then_some((self.ts_recent, self.ts_offset, self.last_tsval)),
+            window,
+            self.timers[Timer::Close as usize],
+        ))
     }
 
     /// Starts recording every state this connection enters (for tests).
@@ -2045,8 +2072,9 @@ impl Connection {
             self.ts_enabled
         };
         if ts_on && !flags.rst() {
+            self.last_tsval = self.our_tsval(now);
             options.timestamp = Some(TcpTimestamp {
-                tsval: self.our_tsval(now),
+                tsval: self.last_tsval,
                 tsecr: if flags.ack() { self.ts_recent } else { 0 },
             });
         }

@@ -12,6 +12,7 @@ use std::collections::{BinaryHeap, HashMap, VecDeque};
 use std::sync::Arc;
 
 use super::conn::{Connection, RecvError, SendError, Shutdown, TcpError, TcpInfo};
+use super::timewait::{judge, TimeWaitTable, TimeWaitVerdict};
 use super::{rst_for_unexpected, Config, IsnGenerator, Sink, State};
 use crate::time::{Duration, Instant};
 use crate::wire::TcpRepr;
@@ -163,6 +164,17 @@ pub struct EndpointCounters {
     pub connections_reset: u64,
     /// Segments not emitted because the device queue was full.
     pub tx_backpressure: u64,
+    /// Connections that reached TIME-WAIT after close() and became records.
+    pub time_wait_records: u64,
+    /// Active opens that took a TIME-WAIT 4-tuple (RFC 6191: timestamps,
+    /// newer TSval).
+    pub time_wait_reused_active: u64,
+    /// SYNs accepted on a TIME-WAIT 4-tuple (RFC 6191 / RFC 1122 §4.2.2.13).
+    pub time_wait_reused_passive: u64,
+    /// SYNs on a TIME-WAIT 4-tuple that were not safe to accept (re-ACKed).
+    pub time_wait_syn_refused: u64,
+    /// Connects refused because no local port was free (EADDRNOTAVAIL).
+    pub ports_exhausted: u64,
 }
 
 struct Listener {
@@ -228,6 +240,8 @@ pub struct Endpoint {
     counters: EndpointCounters,
     states: [u64; State::COUNT],
     record_history: bool,
+    /// Closed connections in TIME-WAIT, as small records.
+    tw: TimeWaitTable<ahash::RandomState>,
 }
 
 /// A sink wrapper that counts what goes out and what the device refused.
@@ -257,7 +271,9 @@ impl Endpoint {
             config.hash_seed.rotate_left(31) ^ 0xc2b2_ae3d_27d4_eb4f,
             config.hash_seed.rotate_left(47) ^ 0x1656_67b1_9e37_79f9,
         );
+        let two_msl = config.tcp.msl.saturating_mul(2);
         Endpoint {
+            tw: TimeWaitTable::new(hasher.clone(), two_msl),
             isn: IsnGenerator::new(config.isn_key),
             port_cursor: (config.hash_seed as u32) & 0xffff,
             config,
@@ -302,6 +318,16 @@ impl Endpoint {
     /// Number of live connections in the demux table.
     pub fn connection_count(&self) -> usize {
         self.conns.len()
+    }
+
+    /// Number of TIME-WAIT records.
+    pub fn time_wait_count(&self) -> usize {
+        self.tw.len()
+    }
+
+    /// Bytes held by the TIME-WAIT records and their index.
+    pub fn time_wait_memory(&self) -> usize {
+        self.tw.memory_bytes()
     }
 
     // ----- slots -----------------------------------------------------------
@@ -550,14 +576,19 @@ impl Endpoint {
         let local = match bound {
             Some(a) => {
                 let local = SocketAddrV4::new(local_ip, a.port());
-                if self.conns.contains_key(&FourTuple { local, remote }) {
+                let tuple = FourTuple { local, remote };
+                if self.conns.contains_key(&tuple) || !self.take_time_wait(now, tuple) {
                     return Err(SocketError::AddrInUse);
                 }
                 local
             }
-            None => self
-                .ephemeral_port(local_ip, remote)
-                .ok_or(SocketError::AddrNotAvailable)?,
+            None => match self.ephemeral_port(now, local_ip, remote) {
+                Some(local) => local,
+                None => {
+                    self.counters.ports_exhausted += 1;
+                    return Err(SocketError::AddrNotAvailable);
+                }
+            },
         };
         let cfg = self.conn_config(&self.sock(h)?.opts);
         let iss = self.isn.isn(now, local, remote);
@@ -584,7 +615,12 @@ impl Endpoint {
     /// RFC 6056-style choice: a keyed offset per destination, then the
     /// first port whose 4-tuple is free and that no listener or bound
     /// socket holds.
-    fn ephemeral_port(&mut self, local_ip: Ipv4Addr, remote: SocketAddrV4) -> Option<SocketAddrV4> {
+    fn ephemeral_port(
+        &mut self,
+        now: Instant,
+        local_ip: Ipv4Addr,
+        remote: SocketAddrV4,
+    ) -> Option<SocketAddrV4> {
         let (lo, hi) = self.config.local_ports;
         let n = (hi as u32).saturating_sub(lo as u32) + 1;
         let probe = SocketAddrV4::new(local_ip, 0);
@@ -598,12 +634,38 @@ impl Endpoint {
                     continue;
                 }
             }
-            if !self.conns.contains_key(&FourTuple { local, remote }) {
+            let tuple = FourTuple { local, remote };
+            if !self.conns.contains_key(&tuple) && self.take_time_wait(now, tuple) {
                 self.port_cursor = self.port_cursor.wrapping_add(i);
                 return Some(local);
             }
         }
         None
+    }
+
+    /// Is `tuple` free of TIME-WAIT, or may its record be reused by an
+    /// active open (RFC 6191: timestamps on, and the new SYN's TSval above
+    /// every TSval the old connection sent)? A reusable record is removed.
+    fn take_time_wait(&mut self, now: Instant, tuple: FourTuple) -> bool {
+        let Some(rec) = self.tw.get(&tuple) else {
+            return true;
+        };
+        let tsval =
+            (now.total_millis() as u32).wrapping_add(self.isn.hash(tuple.local, tuple.remote, 1));
+        if !(self.config.tcp.timestamps && rec.allows_active_reuse(tsval)) {
+            return false;
+        }
+        self.drop_time_wait(&tuple);
+        self.counters.time_wait_reused_active += 1;
+        true
+    }
+
+    /// Removes a TIME-WAIT record with its bookkeeping.
+    fn drop_time_wait(&mut self, tuple: &FourTuple) -> Option<super::timewait::TimeWaitRecord> {
+        let rec = self.tw.remove(tuple)?;
+        self.states[State::TimeWait as usize] -= 1;
+        self.port_release(tuple.local.port(), |u| u.connections -= 1);
+        Some(rec)
     }
 
     fn conn_mut(&mut self, h: SocketHandle) -> Result<&mut Connection, SocketError> {
@@ -847,6 +909,33 @@ impl Endpoint {
             self.after_change(index);
             return;
         }
+        let mut iss_floor = None;
+        if let Some(rec) = self.tw.get_mut(&key) {
+            match judge(rec, seg) {
+                TimeWaitVerdict::Drop => return,
+                TimeWaitVerdict::Ack => {
+                    if seg.flags.syn() {
+                        self.counters.time_wait_syn_refused += 1;
+                    }
+                    let ack = rec.ack(now);
+                    self.emit_counted(dst, src, &ack, sink);
+                    return;
+                }
+                TimeWaitVerdict::AckAndRestart => {
+                    let ack = rec.ack(now);
+                    self.emit_counted(dst, src, &ack, sink);
+                    self.tw.restart(&key, now);
+                    return;
+                }
+                TimeWaitVerdict::NewConnection => {
+                    let rec = self.drop_time_wait(&key).expect("found above");
+                    self.counters.time_wait_reused_passive += 1;
+                    // RFC 1122 §4.2.2.13: the new ISS lies beyond the old
+                    // connection's sequence space (Linux adds 65535 + 2).
+                    iss_floor = Some(rec.snd_nxt + 65537);
+                }
+            }
+        }
         let listener = self
             .listeners
             .get(&key.local)
@@ -856,7 +945,7 @@ impl Endpoint {
             })
             .copied();
         if let Some(index) = listener {
-            self.listen_process(now, index, key, seg, sink);
+            self.listen_process(now, index, key, seg, iss_floor, sink);
             return;
         }
         self.counters.no_socket += 1;
@@ -865,13 +954,26 @@ impl Endpoint {
 
     fn reply_rst(&mut self, src: Ipv4Addr, dst: Ipv4Addr, seg: &TcpRepr<'_>, sink: &mut impl Sink) {
         if let Some(rst) = rst_for_unexpected(seg) {
-            if sink.emit(dst, src, &rst) {
+            if self.emit_counted(dst, src, &rst, sink) {
                 self.counters.rst_sent += 1;
-                self.counters.segments_out += 1;
-            } else {
-                self.counters.tx_backpressure += 1;
             }
         }
+    }
+
+    fn emit_counted(
+        &mut self,
+        src: Ipv4Addr,
+        dst: Ipv4Addr,
+        repr: &TcpRepr<'_>,
+        sink: &mut impl Sink,
+    ) -> bool {
+        let ok = sink.emit(src, dst, repr);
+        if ok {
+            self.counters.segments_out += 1;
+        } else {
+            self.counters.tx_backpressure += 1;
+        }
+        ok
     }
 
     /// RFC 9293 §3.10.7.2, LISTEN.
@@ -881,6 +983,7 @@ impl Endpoint {
         index: u32,
         key: FourTuple,
         seg: &TcpRepr<'_>,
+        iss_floor: Option<crate::wire::SeqNumber>,
         sink: &mut impl Sink,
     ) {
         let f = seg.flags;
@@ -916,7 +1019,10 @@ impl Endpoint {
         let cfg = l.config.clone();
         let linger = opts.linger;
         let opts = opts.clone();
-        let iss = self.isn.isn(now, key.local, key.remote);
+        let mut iss = self.isn.isn(now, key.local, key.remote);
+        if let Some(floor) = iss_floor {
+            iss = iss.max(floor);
+        }
         let ts_offset = self.isn.hash(key.local, key.remote, 1);
         let mut conn = Connection::accept_syn(&cfg, key.local, key.remote, seg, iss, ts_offset);
         if self.record_history {
@@ -1004,6 +1110,18 @@ impl Endpoint {
             return;
         };
         let state = c.state();
+        if state == State::TimeWait && s.released && s.in_table {
+            // The application let go: keep only the TIME-WAIT record. The
+            // port stays in use until the record expires.
+            let rec = c.time_wait_record().expect("in TIME-WAIT");
+            s.in_table = false;
+            self.conns.remove(&tuple);
+            self.tw.insert(rec);
+            self.counters.time_wait_records += 1;
+            self.release_slot(index);
+            self.states[State::TimeWait as usize] += 1;
+            return;
+        }
         if state == State::Closed && s.in_table {
             s.in_table = false;
             self.conns.remove(&tuple);
@@ -1034,12 +1152,27 @@ impl Endpoint {
         if !self.dirty.is_empty() {
             return Some(Instant::ZERO);
         }
-        self.timers.peek().map(|Reverse((t, _))| *t)
+        let timer = self.timers.peek().map(|Reverse((t, _))| *t);
+        match (timer, self.tw.next_expiry()) {
+            (Some(a), Some(b)) => Some(a.min(b)),
+            (a, b) => a.or(b),
+        }
     }
 
     /// Fires due timers and lets every connection with work emit. Returns
     /// the number of segments emitted.
     pub fn dispatch(&mut self, now: Instant, sink: &mut impl Sink) -> usize {
+        let (ports, states) = (&mut self.ports, &mut self.states);
+        self.tw.expire(now, |rec| {
+            states[State::TimeWait as usize] -= 1;
+            let port = rec.tuple.local.port();
+            if let Some(u) = ports.get_mut(&port) {
+                u.connections -= 1;
+                if u.listeners == 0 && u.bound == 0 && u.connections == 0 {
+                    ports.remove(&port);
+                }
+            }
+        });
         while let Some(&Reverse((t, index))) = self.timers.peek() {
             if t > now {
                 break;

@@ -10,6 +10,7 @@ mod conn;
 mod endpoint;
 mod isn;
 pub mod sack;
+pub mod timewait;
 
 use core::net::Ipv4Addr;
 
