@@ -30,6 +30,9 @@ pub struct Pair {
     pub now: Instant,
     /// Records every frame stack A sends and receives.
     pub capture: Option<Box<dyn Write>>,
+    /// A deadline of the application's own (a retry timer, say): time does
+    /// not jump past it. The application sets and clears it.
+    pub wake_at: Option<Instant>,
     polls_here: u32,
 }
 
@@ -58,6 +61,7 @@ impl Pair {
             b: Stack::new(b),
             now: Instant::ZERO,
             capture: None,
+            wake_at: None,
             polls_here: 0,
         }
     }
@@ -86,10 +90,15 @@ impl Pair {
     /// The next moment anything happens: a stack's deadline or a frame's
     /// arrival.
     pub fn next_event(&self) -> Option<Instant> {
-        [self.a.poll_at(), self.b.poll_at(), self.link.poll_at()]
-            .into_iter()
-            .flatten()
-            .min()
+        [
+            self.a.poll_at(),
+            self.b.poll_at(),
+            self.link.poll_at(),
+            self.wake_at,
+        ]
+        .into_iter()
+        .flatten()
+        .min()
     }
 
     /// One step: poll; when idle, jump to the next event. Returns false when

@@ -242,6 +242,12 @@ pub struct Endpoint {
     record_history: bool,
     /// Closed connections in TIME-WAIT, as small records.
     tw: TimeWaitTable<ahash::RandomState>,
+    /// Bumped whenever a local port use ends (connection gone, record
+    /// expired): a failed port search stays failed until it changes.
+    release_gen: u64,
+    /// The last port search that found nothing: (local ip, remote,
+    /// release_gen, ms). Lets a connect fail at once, not rescan every port.
+    exhausted: Option<(Ipv4Addr, SocketAddrV4, u64, u64)>,
 }
 
 /// A sink wrapper that counts what goes out and what the device refused.
@@ -274,6 +280,8 @@ impl Endpoint {
         let two_msl = config.tcp.msl.saturating_mul(2);
         Endpoint {
             tw: TimeWaitTable::new(hasher.clone(), two_msl),
+            release_gen: 0,
+            exhausted: None,
             isn: IsnGenerator::new(config.isn_key),
             port_cursor: (config.hash_seed as u32) & 0xffff,
             config,
@@ -437,6 +445,7 @@ impl Endpoint {
     }
 
     fn port_release(&mut self, port: u16, f: impl FnOnce(&mut PortUse)) {
+        self.release_gen += 1;
         if let Some(u) = self.ports.get_mut(&port) {
             f(u);
             if u.listeners == 0 && u.bound == 0 && u.connections == 0 {
@@ -621,6 +630,10 @@ impl Endpoint {
         local_ip: Ipv4Addr,
         remote: SocketAddrV4,
     ) -> Option<SocketAddrV4> {
+        let search = (local_ip, remote, self.release_gen, now.total_millis());
+        if self.exhausted == Some(search) {
+            return None;
+        }
         let (lo, hi) = self.config.local_ports;
         let n = (hi as u32).saturating_sub(lo as u32) + 1;
         let probe = SocketAddrV4::new(local_ip, 0);
@@ -640,6 +653,7 @@ impl Endpoint {
                 return Some(local);
             }
         }
+        self.exhausted = Some(search);
         None
     }
 
@@ -1110,7 +1124,9 @@ impl Endpoint {
             return;
         };
         let state = c.state();
-        if state == State::TimeWait && s.released && s.in_table {
+        // Convert once nothing is owed any more (the ACK of the peer's FIN
+        // goes out first, from the connection).
+        if state == State::TimeWait && s.released && s.in_table && c.poll_at() > Instant::ZERO {
             // The application let go: keep only the TIME-WAIT record. The
             // port stays in use until the record expires.
             let rec = c.time_wait_record().expect("in TIME-WAIT");
@@ -1163,7 +1179,7 @@ impl Endpoint {
     /// the number of segments emitted.
     pub fn dispatch(&mut self, now: Instant, sink: &mut impl Sink) -> usize {
         let (ports, states) = (&mut self.ports, &mut self.states);
-        self.tw.expire(now, |rec| {
+        let expired = self.tw.expire(now, |rec| {
             states[State::TimeWait as usize] -= 1;
             let port = rec.tuple.local.port();
             if let Some(u) = ports.get_mut(&port) {
@@ -1173,6 +1189,7 @@ impl Endpoint {
                 }
             }
         });
+        self.release_gen += expired as u64;
         while let Some(&Reverse((t, index))) = self.timers.peek() {
             if t > now {
                 break;
