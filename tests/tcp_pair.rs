@@ -369,3 +369,40 @@ fn pcap_of_a_connection_opens_with_tcpdump() {
     }
     let _ = std::fs::remove_dir_all(&dir);
 }
+
+#[test]
+fn keepalive_on_a_socket_detects_a_silent_peer() {
+    use flowlane::tcp::Keepalive;
+    let mut p = Pair::new(14);
+    let (c, _s, _) = connect(&mut p);
+    let now = p.now;
+    let ka = Keepalive {
+        idle: Duration::from_secs(5),
+        interval: Duration::from_secs(1),
+        count: 3,
+    };
+    p.a.tcp.set_keepalive(c, now, Some(ka)).unwrap();
+    // The peer answers probes while it is there.
+    p.run_for(Duration::from_secs(20));
+    assert_eq!(p.a.tcp.state(c).unwrap(), State::Established);
+    assert!(p.a.tcp.info(c).unwrap().counters.keepalive_probes >= 3);
+    // Now the peer vanishes: nothing from B reaches A any more.
+    p.link
+        .set_config(1, 0, LinkConfig::default().with_loss(1.0));
+    let gone = p.now;
+    let probes_before = p.a.tcp.info(c).unwrap().counters.keepalive_probes;
+    assert!(
+        p.run_until(Duration::from_secs(60), |p| p.a.tcp.state(c).unwrap()
+            == State::Closed)
+    );
+    // The first unanswered probe goes at most `idle` after the peer went
+    // silent; `count` intervals later the connection is declared dead.
+    let waited = p.now - gone;
+    assert!(
+        waited >= Duration::from_secs(3) && waited <= Duration::from_secs(5 + 3),
+        "{waited:?}"
+    );
+    let probes = p.a.tcp.info(c).unwrap().counters.keepalive_probes - probes_before;
+    assert_eq!(probes, 3, "exactly `count` unanswered probes");
+    assert_eq!(p.a.tcp.take_error(c).unwrap(), Some(SocketError::TimedOut));
+}

@@ -112,6 +112,8 @@ pub struct SocketOptions {
     pub nodelay: bool,
     pub rx_buffer: usize,
     pub tx_buffer: usize,
+    /// SO_KEEPALIVE with TCP_KEEPIDLE/TCP_KEEPINTVL/TCP_KEEPCNT.
+    pub keepalive: Option<super::Keepalive>,
 }
 
 /// Endpoint-wide settings.
@@ -421,6 +423,7 @@ impl Endpoint {
             nodelay: tcp.nodelay,
             rx_buffer: tcp.rx_buffer,
             tx_buffer: tcp.tx_buffer,
+            keepalive: tcp.keepalive,
         }
     }
 
@@ -429,6 +432,7 @@ impl Endpoint {
         c.nodelay = opts.nodelay;
         c.rx_buffer = opts.rx_buffer;
         c.tx_buffer = opts.tx_buffer;
+        c.keepalive = opts.keepalive;
         c
     }
 
@@ -808,6 +812,23 @@ impl Endpoint {
     /// RST now, no TIME-WAIT (RFC 9293 ABORT); the handle stays valid.
     pub fn abort(&mut self, h: SocketHandle) -> Result<(), SocketError> {
         self.conn_mut(h)?.abort();
+        self.after_change(h.index);
+        Ok(())
+    }
+
+    /// SO_KEEPALIVE (and its parameters) on a socket; a connected socket
+    /// starts its idle timer from `now`.
+    pub fn set_keepalive(
+        &mut self,
+        h: SocketHandle,
+        now: Instant,
+        keepalive: Option<super::Keepalive>,
+    ) -> Result<(), SocketError> {
+        let s = self.sock_mut(h)?;
+        s.opts.keepalive = keepalive;
+        if let Kind::Connection(c) = &mut s.kind {
+            c.set_keepalive(now, keepalive);
+        }
         self.after_change(h.index);
         Ok(())
     }
