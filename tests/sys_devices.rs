@@ -512,78 +512,122 @@ fn xdp_two_queues_open_and_share_one_program() {
     if !root_or_skip("xdp_two_queues_open_and_share_one_program") {
         return;
     }
+    for attach in [AttachMode::Generic, AttachMode::Native] {
+        two_queues(attach);
+    }
+}
+
+/// Makes the kernel in `ns` open `n` TCP connections to a closed port of
+/// `ip` (each refused by flowlane's RST): `n` flows, so the peer's transmit
+/// queue choice (a flow hash) spreads them over the receive queues.
+fn refused_connects(ns: &NetNs, ip: Ipv4Addr, n: usize) -> usize {
+    (0..n)
+        .filter(|_| {
+            let r = ns
+                .run(|| {
+                    std::net::TcpStream::connect_timeout(
+                        &SocketAddrV4::new(ip, 9).into(),
+                        StdDuration::from_secs(2),
+                    )
+                })
+                .unwrap();
+            matches!(r, Err(e) if e.kind() == std::io::ErrorKind::ConnectionRefused)
+        })
+        .count()
+}
+
+fn two_queues(attach: AttachMode) {
     let (a, b, veth) = xdp_topology(2);
     let ip = veth.flowlane_addr();
     let local = veth.local_name().to_string();
+    let opts = XdpOptions {
+        attach,
+        ..XdpOptions::default()
+    };
     let (q0, q1, again, other_ip) = a
         .run(|| {
-            let q0 = XdpDevice::open(&local, 0, ip, XdpOptions::default());
-            let q1 = XdpDevice::open(&local, 1, ip, XdpOptions::default());
-            let again = XdpDevice::open(&local, 0, ip, XdpOptions::default());
-            let other_ip = XdpDevice::open(
-                &local,
-                1,
-                Ipv4Addr::new(10, 77, 0, 9),
-                XdpOptions::default(),
-            );
+            let q0 = XdpDevice::open(&local, 0, ip, opts);
+            let q1 = XdpDevice::open(&local, 1, ip, opts);
+            let again = XdpDevice::open(&local, 0, ip, opts);
+            let other_ip = XdpDevice::open(&local, 1, Ipv4Addr::new(10, 77, 0, 9), opts);
             (q0, q1, again, other_ip)
         })
         .unwrap();
     let (q0, q1) = (q0.unwrap(), q1.unwrap());
     assert_eq!((q0.queue(), q1.queue()), (0, 1));
+    // veth refuses zero-copy; native attach tries it and falls back.
     assert_eq!((q0.mode(), q1.mode()), ("copy", "copy"));
+    assert_eq!(q0.attach_mode(), attach);
     let e = again.unwrap_err();
-    println!("second socket on queue 0: {e}");
+    println!("{attach:?}: second socket on queue 0: {e}");
     assert!(e.to_string().contains("queue 0"), "{e}");
     let e = other_ip.unwrap_err();
-    println!("other address on the same interface: {e}");
+    println!("{attach:?}: other address on the same interface: {e}");
     assert_eq!(e.kind(), std::io::ErrorKind::AlreadyExists);
+    let shown = a.ip(&["link", "show", "dev", &local]).unwrap();
+    assert!(
+        shown.contains("prog/xdp"),
+        "no XDP program on {local}: {shown}"
+    );
 
     let mut devs = [q0, q1];
     let mut stack = Stack::new(StackConfig::new(devs[0].mac(), ip, 24));
     let start = StdInstant::now();
-    let replies = std::thread::scope(|s| {
-        let pinger = s.spawn(|| b.ping(ip, 3, StdDuration::from_secs(1)));
+    let (replies, refused) = std::thread::scope(|s| {
+        let kernel = s.spawn(|| {
+            let replies = b.ping(ip, 3, StdDuration::from_secs(1)).unwrap();
+            (replies, refused_connects(&b, ip, 16))
+        });
         run_stack(
             &mut stack,
             &mut devs,
             start,
-            StdDuration::from_secs(20),
-            |_| pinger.is_finished(),
+            StdDuration::from_secs(30),
+            |_| kernel.is_finished(),
         );
-        pinger.join().unwrap()
-    })
-    .unwrap();
-    println!(
-        "rx per queue: q0 {} q1 {}",
-        devs[0].stats().rx_frames,
-        devs[1].stats().rx_frames
-    );
+        kernel.join().unwrap()
+    });
+    let (rx0, rx1) = (devs[0].stats().rx_frames, devs[1].stats().rx_frames);
+    println!("{attach:?}: {replies}/3 pings, {refused}/16 connects refused; rx per queue: q0 {rx0} q1 {rx1}");
     assert_eq!(
         replies, 3,
         "flowlane on two queues answered {replies}/3 pings"
     );
-    // Closing one queue keeps the program for the other.
+    assert_eq!(refused, 16, "flowlane refused {refused}/16 connects");
+    if attach == AttachMode::Native {
+        // With native XDP, veth runs the program per receive queue (NAPI),
+        // so flows land on both; generic XDP on veth sees queue 0 only.
+        assert!(rx0 > 0 && rx1 > 0, "q0 {rx0} q1 {rx1}");
+    }
+
+    // Closing queue 0 leaves the program attached for queue 1.
     let [q0, mut q1] = devs;
     drop(q0);
-    let replies = std::thread::scope(|s| {
-        let pinger = s.spawn(|| b.ping(ip, 2, StdDuration::from_secs(1)));
-        run_stack(
-            &mut stack,
-            std::slice::from_mut(&mut q1),
-            start,
-            StdDuration::from_secs(20),
-            |_| pinger.is_finished(),
-        );
-        pinger.join().unwrap()
-    })
-    .unwrap();
-    println!(
-        "after closing queue 0: {replies}/2 replies, q1 rx {}",
-        q1.stats().rx_frames
+    let shown = a.ip(&["link", "show", "dev", &local]).unwrap();
+    assert!(shown.contains("prog/xdp"), "{shown}");
+    if attach == AttachMode::Native {
+        let before = q1.stats().rx_frames;
+        std::thread::scope(|s| {
+            let kernel = s.spawn(|| refused_connects(&b, ip, 16));
+            run_stack(
+                &mut stack,
+                std::slice::from_mut(&mut q1),
+                start,
+                StdDuration::from_secs(30),
+                |_| kernel.is_finished(),
+            );
+            kernel.join().unwrap()
+        });
+        assert!(q1.stats().rx_frames > before, "queue 1 stopped receiving");
+    }
+    // The last queue closing detaches the program.
+    drop(q1);
+    let shown = a.ip(&["link", "show", "dev", &local]).unwrap();
+    assert!(
+        !shown.contains("prog/xdp"),
+        "XDP program left on {local}: {shown}"
     );
 }
-
 #[test]
 fn xdp_kernel_tcp_client_talks_to_flowlane_echo() {
     if !root_or_skip("xdp_kernel_tcp_client_talks_to_flowlane_echo") {
@@ -725,4 +769,127 @@ fn errors_name_their_cause() {
     println!("{e}");
     assert!(e.to_string().contains("queue 5"), "{e}");
     assert_eq!(e.to_string().lines().count(), 1, "{e}");
+}
+
+/// Frame rates through one AF_XDP queue (copy mode, generic XDP on veth):
+/// the kernel peer floods UDP at flowlane (receive), then flowlane floods
+/// UDP at the peer (transmit). Not a pass/fail test; run it with
+/// `cargo test --release --test sys_devices xdp_rates -- --ignored --nocapture`.
+#[test]
+#[ignore = "a measurement, not a check"]
+fn xdp_rates() {
+    if !root_or_skip("xdp_rates") {
+        return;
+    }
+    let (a, b, veth) = xdp_topology(1);
+    let ip = veth.flowlane_addr();
+    let local = veth.local_name().to_string();
+    let mut dev = a
+        .run(|| XdpDevice::open(&local, 0, ip, XdpOptions::default()))
+        .unwrap()
+        .unwrap();
+    let mac = dev.mac().to_string();
+    b.ip(&[
+        "neigh",
+        "add",
+        &ip.to_string(),
+        "lladdr",
+        &mac,
+        "dev",
+        veth.peer_name(),
+    ])
+    .unwrap();
+    let secs = 2.0;
+
+    // Receive: the kernel sends 18-byte UDP datagrams (64-byte frames).
+    let sock = b
+        .run(|| std::net::UdpSocket::bind("0.0.0.0:0"))
+        .unwrap()
+        .unwrap();
+    let mut batch = FrameBatch::with_capacity(64);
+    let stop = std::sync::atomic::AtomicBool::new(false);
+    let (sent, got) = std::thread::scope(|s| {
+        let sender = s.spawn(|| {
+            let mut n = 0u64;
+            while !stop.load(std::sync::atomic::Ordering::Relaxed) {
+                if sock.send_to(&[0u8; 18], SocketAddrV4::new(ip, 9)).is_ok() {
+                    n += 1;
+                }
+            }
+            n
+        });
+        let t = StdInstant::now();
+        let mut got = 0u64;
+        while t.elapsed().as_secs_f64() < secs {
+            batch.clear();
+            got += dev.receive(Instant::ZERO, &mut batch, 64) as u64;
+        }
+        stop.store(true, std::sync::atomic::Ordering::Relaxed);
+        (sender.join().unwrap(), got)
+    });
+    println!(
+        "rx: kernel sent {:.0}/s, flowlane received {:.0} frames/s; {:?}",
+        sent as f64 / secs,
+        got as f64 / secs,
+        dev.kernel_stats().unwrap()
+    );
+
+    // Transmit: 64-byte UDP frames to the peer, 64 per burst.
+    let peer_mac = b
+        .ip(&["link", "show", "dev", veth.peer_name()])
+        .unwrap()
+        .split_whitespace()
+        .skip_while(|w| *w != "link/ether")
+        .nth(1)
+        .unwrap()
+        .to_string();
+    let peer_mac = EthernetAddress(
+        peer_mac
+            .split(':')
+            .map(|h| u8::from_str_radix(h, 16).unwrap())
+            .collect::<Vec<_>>()
+            .try_into()
+            .unwrap(),
+    );
+    let frame = {
+        let mut f = echo_request(dev.mac(), ip, peer_mac, veth.peer_addr(), 1, 1);
+        f.resize(64, 0);
+        f
+    };
+    let (_, rx_before) = peer_rx(&b, veth.peer_name());
+    let t = StdInstant::now();
+    let mut accepted = 0u64;
+    let mut offered = 0u64;
+    while t.elapsed().as_secs_f64() < secs {
+        for _ in 0..64 {
+            batch.push_copy(&frame);
+        }
+        offered += 64;
+        accepted += dev.transmit(Instant::ZERO, &mut batch) as u64;
+    }
+    std::thread::sleep(StdDuration::from_millis(100));
+    let (_, rx_after) = peer_rx(&b, veth.peer_name());
+    println!(
+        "tx: offered {:.0}/s, accepted {:.0}/s, peer received {:.0} frames/s; {:?}",
+        offered as f64 / secs,
+        accepted as f64 / secs,
+        (rx_after - rx_before) as f64 / secs,
+        dev.stats()
+    );
+}
+
+/// RX (bytes, packets) of `ifname` in `ns`, from `ip -s link`.
+fn peer_rx(ns: &NetNs, ifname: &str) -> (u64, u64) {
+    let out = ns.ip(&["-s", "link", "show", "dev", ifname]).unwrap();
+    let mut lines = out
+        .lines()
+        .skip_while(|l| !l.trim_start().starts_with("RX:"));
+    lines.next();
+    let nums: Vec<u64> = lines
+        .next()
+        .unwrap()
+        .split_whitespace()
+        .map(|w| w.parse().unwrap())
+        .collect();
+    (nums[0], nums[1])
 }

@@ -35,14 +35,47 @@ pub(crate) fn os_error(what: impl std::fmt::Display) -> io::Error {
     annotate(e, what)
 }
 
-/// `e` with `what` in front of its message, kind and errno kept in the text.
+/// An OS error with context: the message names the cause in one line, and
+/// the errno stays readable through [`errno`].
+#[derive(Debug)]
+struct Annotated {
+    errno: Option<i32>,
+    msg: String,
+}
+
+impl std::fmt::Display for Annotated {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(&self.msg)
+    }
+}
+
+impl std::error::Error for Annotated {}
+
+/// `e` with `what` in front of its message; kind and errno kept.
 pub(crate) fn annotate(e: io::Error, what: impl std::fmt::Display) -> io::Error {
-    io::Error::new(e.kind(), format!("{what}: {e}"))
+    let errno = errno(&e);
+    io::Error::new(
+        e.kind(),
+        Annotated {
+            errno,
+            msg: format!("{what}: {e}"),
+        },
+    )
+}
+
+/// The errno behind an error from this module, also after context was added
+/// to it.
+pub fn errno(e: &io::Error) -> Option<i32> {
+    e.raw_os_error().or_else(|| {
+        e.get_ref()?
+            .downcast_ref::<Annotated>()
+            .and_then(|a| a.errno)
+    })
 }
 
 /// The errno of `e` (0 if it has none).
 pub(crate) fn errno_of(e: &io::Error) -> i32 {
-    e.raw_os_error().unwrap_or(0)
+    errno(e).unwrap_or(0)
 }
 
 /// True when running with effective uid 0.
