@@ -747,6 +747,41 @@ fn xdp_kernel_tcp_client_talks_to_flowlane_echo() {
 }
 
 #[test]
+fn verifier_log_is_in_the_error() {
+    if !root_or_skip("verifier_log_is_in_the_error") {
+        return;
+    }
+    use flowlane::phy::sys::bpf::{Insn, XdpProgram};
+    // r2 = ctx->data; r0 = *(u8 *)(r2 + 0) with no bounds check; exit.
+    let bad = [
+        Insn {
+            code: 0x61,
+            regs: 0x12,
+            off: 0,
+            imm: 0,
+        },
+        Insn {
+            code: 0x71,
+            regs: 0x20,
+            off: 0,
+            imm: 0,
+        },
+        Insn {
+            code: 0x95,
+            regs: 0,
+            off: 0,
+            imm: 0,
+        },
+    ];
+    let e = XdpProgram::load(&bad).unwrap_err();
+    println!("{e}");
+    let msg = e.to_string();
+    assert!(msg.contains("rejected by the verifier"), "{msg}");
+    assert!(msg.contains("invalid access to packet"), "{msg}");
+    assert_eq!(msg.lines().count(), 1, "{msg}");
+}
+
+#[test]
 fn errors_name_their_cause() {
     if !root_or_skip("errors_name_their_cause") {
         return;

@@ -227,7 +227,7 @@ impl<T: Copy> Ring<T> {
         let base = area as *mut u8;
         // SAFETY: the offsets come from XDP_MMAP_OFFSETS and lie inside the
         // mapping; the kernel aligns the u32 indexes and the descriptors.
-        let ring = unsafe {
+        let mut ring = unsafe {
             Ring {
                 area,
                 area_len,
@@ -240,7 +240,6 @@ impl<T: Copy> Ring<T> {
                 cached_cons: 0,
             }
         };
-        let mut ring = ring;
         ring.cached_prod = ring.producer().load(Ordering::Acquire);
         ring.cached_cons = ring.consumer().load(Ordering::Acquire);
         Ok(ring)

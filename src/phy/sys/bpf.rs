@@ -375,10 +375,14 @@ impl XdpProgram {
                             .map(str::trim)
                             .filter(|l| !l.is_empty())
                             .collect();
+                        if lines.is_empty() {
+                            // No log: refused before verification (EPERM...).
+                            return Err(bpf_error(e, "BPF_PROG_LOAD (XDP)"));
+                        }
                         let shown = lines[lines.len().saturating_sub(12)..].join(" | ");
-                        Err(bpf_error(
+                        Err(annotate(
                             e,
-                            &format!("XDP program rejected by the verifier; log: {shown}"),
+                            format_args!("XDP program rejected by the verifier; log: {shown}"),
                         ))
                     }
                 }
