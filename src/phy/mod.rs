@@ -12,6 +12,8 @@
 
 pub mod link;
 pub mod pcap;
+#[cfg(target_os = "linux")]
+pub mod sys;
 
 pub use link::{Link, LinkConfig, LinkPort, LinkStats};
 pub use pcap::{PcapDevice, PcapMode, PcapReader, PcapWriter};
