@@ -16,6 +16,8 @@ pub mod api;
 pub mod iface;
 pub mod phy;
 pub mod rand;
+pub mod runtime;
+pub mod shard;
 pub mod storage;
 pub mod tcp;
 pub mod time;

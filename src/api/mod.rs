@@ -57,6 +57,23 @@ impl Stack {
         self.iface.poll(now, device, &mut self.tcp)
     }
 
+    /// Makes this stack core `core` of `rss.queues()` cores: passive flows
+    /// that hash elsewhere are set aside for their core, and active opens
+    /// pick ports that hash here.
+    pub fn set_steering(&mut self, rss: Option<(crate::shard::rss::Rss, usize)>) {
+        self.iface.set_steering(
+            rss.clone()
+                .map(|(rss, core)| crate::iface::Steering { rss, core }),
+        );
+        self.tcp.set_steering(rss);
+    }
+
+    /// Processes a frame forwarded from another core (see
+    /// [`Interface::take_misdirected`]).
+    pub fn inject(&mut self, now: Instant, frame: &[u8]) {
+        self.iface.inject(now, frame, &mut self.tcp);
+    }
+
     /// The earliest time the stack needs a poll (ZERO: at once).
     pub fn poll_at(&self) -> Option<Instant> {
         match (self.iface.poll_at(), self.tcp.poll_at()) {

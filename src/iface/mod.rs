@@ -11,6 +11,7 @@ use core::net::Ipv4Addr;
 use std::collections::{HashMap, VecDeque};
 
 use crate::phy::{Device, FrameBatch};
+use crate::shard::rss::Rss;
 use crate::tcp::{Endpoint, Sink};
 use crate::time::{Duration, Instant};
 use crate::wire::{
@@ -87,6 +88,8 @@ pub struct InterfaceCounters {
     pub tx_dropped: u64,
     /// No route (outside the subnet and no gateway).
     pub no_route: u64,
+    /// TCP frames that belong to another core, forwarded to it.
+    pub misdirected: u64,
 }
 
 impl InterfaceCounters {
@@ -121,6 +124,16 @@ pub struct Interface {
     rx: FrameBatch,
     tx: FrameBatch,
     counters: InterfaceCounters,
+    steering: Option<Steering>,
+    /// Frames for other cores, with the core, until the runtime takes them.
+    misdirected: Vec<(usize, Vec<u8>)>,
+}
+
+/// Which core this interface is, and the hash that assigns flows to cores.
+#[derive(Clone, Debug)]
+pub struct Steering {
+    pub rss: Rss,
+    pub core: usize,
 }
 
 impl Interface {
@@ -139,11 +152,34 @@ impl Interface {
             requested: HashMap::new(),
             pending: VecDeque::new(),
             counters: InterfaceCounters::default(),
+            steering: None,
+            misdirected: Vec::new(),
         }
     }
 
     pub fn config(&self) -> &InterfaceConfig {
         &self.config
+    }
+
+    /// Makes this interface core `steering.core` of a sharded set: TCP
+    /// flows whose hash selects another core are set aside for it.
+    pub fn set_steering(&mut self, steering: Option<Steering>) {
+        self.steering = steering;
+    }
+
+    pub fn steering(&self) -> Option<&Steering> {
+        self.steering.as_ref()
+    }
+
+    /// Frames that belong to other cores, with their core (drains).
+    pub fn take_misdirected(&mut self) -> std::vec::Drain<'_, (usize, Vec<u8>)> {
+        self.misdirected.drain(..)
+    }
+
+    /// Processes one frame that did not come from the device (a frame
+    /// another core forwarded here); replies go out on the next poll.
+    pub fn inject(&mut self, now: Instant, frame: &[u8], tcp: &mut Endpoint) {
+        self.process_frame(now, frame, tcp);
     }
     pub fn counters(&self) -> &InterfaceCounters {
         &self.counters
@@ -239,7 +275,7 @@ impl Interface {
         }
         match eth_repr.ethertype {
             EtherType::Arp => self.process_arp(now, eth.payload()),
-            EtherType::Ipv4 => self.process_ipv4(now, eth_repr, eth.payload(), tcp),
+            EtherType::Ipv4 => self.process_ipv4(now, eth_repr, frame, eth.payload(), tcp),
             _ => self.counters.unsupported += 1,
         }
     }
@@ -341,6 +377,7 @@ impl Interface {
         &mut self,
         now: Instant,
         eth: EthernetRepr,
+        frame: &[u8],
         payload: &[u8],
         tcp: &mut Endpoint,
     ) {
@@ -380,6 +417,18 @@ impl Interface {
                     Ok(p) => p,
                     Err(e) => return self.drop_frame(e),
                 };
+                // Per-core sharding: a flow belongs to the core its RSS hash
+                // selects; a frame that arrived elsewhere is forwarded.
+                if let Some(st) = &self.steering {
+                    let owner = st
+                        .rss
+                        .queue_v4(src, ip.dst_addr, seg.src_port(), seg.dst_port());
+                    if owner != st.core {
+                        self.counters.misdirected += 1;
+                        self.misdirected.push((owner, frame.to_vec()));
+                        return;
+                    }
+                }
                 let repr =
                     match TcpRepr::parse(&seg, src, ip.dst_addr, self.config.verify_checksums) {
                         Ok(r) => r,

@@ -10,11 +10,13 @@
 //! (buffers move between batches and queues by swapping `Vec`s). Unsafe code
 //! belongs only in `phy/sys` (AF_XDP, tun); nothing in this module uses it.
 
+pub mod channel;
 pub mod link;
 pub mod pcap;
 #[cfg(target_os = "linux")]
 pub mod sys;
 
+pub use channel::ChannelDevice;
 pub use link::{Link, LinkConfig, LinkPort, LinkStats};
 pub use pcap::{PcapDevice, PcapMode, PcapReader, PcapWriter};
 

@@ -250,6 +250,10 @@ pub struct Endpoint {
     /// The last port search that found nothing: (local ip, remote,
     /// release_gen, ms). Lets a connect fail at once, not rescan every port.
     exhausted: Option<(Ipv4Addr, SocketAddrV4, u64, u64)>,
+    /// On a sharded stack: the RSS function and this core. Active opens
+    /// only take ports whose reply traffic hashes to this core (Seastar's
+    /// rule), so every packet of a flow is handled where the flow lives.
+    steering: Option<(crate::shard::rss::Rss, usize)>,
 }
 
 /// A sink wrapper that counts what goes out and what the device refused.
@@ -284,6 +288,7 @@ impl Endpoint {
             tw: TimeWaitTable::new(hasher.clone(), two_msl),
             release_gen: 0,
             exhausted: None,
+            steering: None,
             isn: IsnGenerator::new(config.isn_key),
             port_cursor: (config.hash_seed as u32) & 0xffff,
             config,
@@ -303,6 +308,12 @@ impl Endpoint {
 
     pub fn config(&self) -> &EndpointConfig {
         &self.config
+    }
+
+    /// Makes this endpoint core `core` of a sharded set (see
+    /// [`Endpoint::connect`] for what changes).
+    pub fn set_steering(&mut self, steering: Option<(crate::shard::rss::Rss, usize)>) {
+        self.steering = steering;
     }
 
     /// The addresses sockets may bind to (the interface's).
@@ -648,6 +659,12 @@ impl Endpoint {
             let local = SocketAddrV4::new(local_ip, port);
             if let Some(u) = self.ports.get(&port) {
                 if u.listeners > 0 || u.bound > 0 {
+                    continue;
+                }
+            }
+            if let Some((rss, core)) = &self.steering {
+                // The NIC hashes the peer's packets: src = remote, dst = us.
+                if rss.queue_v4(*remote.ip(), local_ip, remote.port(), port) != *core {
                     continue;
                 }
             }
