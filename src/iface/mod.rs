@@ -389,7 +389,10 @@ impl Interface {
             Ok(r) => r,
             Err(e) => return self.drop_frame(e),
         };
-        if ip.dst_addr != self.config.ip {
+        // RFC 1122 §3.3.6: a datagram that came as a link-layer broadcast
+        // but is not addressed to an IP broadcast or multicast address is
+        // discarded (we only accept our unicast address).
+        if ip.dst_addr != self.config.ip || eth.dst_addr.is_broadcast() {
             self.counters.not_for_us += 1;
             return;
         }

@@ -1216,6 +1216,9 @@ impl Connection {
                 self.max_snd_wnd = self.max_snd_wnd.max(self.snd_wnd);
                 self.snd_wl1 = seq;
                 self.snd_wl2 = ack;
+                // A SYN retransmission seen in this burst needs no SYN-ACK
+                // any more.
+                self.resend_syn = false;
                 // A close() during the handshake queued a FIN (RFC 9293
                 // §3.10.4): it goes out now, from FIN-WAIT-1.
                 self.set_state(if self.fin_queued {

@@ -518,7 +518,7 @@ impl Endpoint {
     /// `listen(2)`. An unbound socket gets an ephemeral port, as on Linux.
     pub fn listen(&mut self, h: SocketHandle, backlog: usize) -> Result<(), SocketError> {
         let backlog = backlog.clamp(1, self.config.max_backlog);
-        let addr = match self.sock(h)?.kind {
+        let addr = match self.sock_mut(h)?.kind {
             Kind::Bound(a) => a,
             Kind::Unbound => {
                 self.bind(h, SocketAddrV4::new(Ipv4Addr::UNSPECIFIED, 0))?;
@@ -527,7 +527,11 @@ impl Endpoint {
                     _ => return Err(SocketError::InvalidState),
                 }
             }
-            Kind::Listening(..) => return Ok(()),
+            Kind::Listening(_, ref mut l) => {
+                // Linux's inet_listen: listen() again resizes the backlog.
+                l.backlog = backlog;
+                return Ok(());
+            }
             Kind::Connection(_) => return Err(SocketError::InvalidState),
         };
         let config = Arc::new(self.conn_config(&self.sock(h)?.opts));
@@ -579,7 +583,8 @@ impl Endpoint {
         let bound = match &self.sock(h)?.kind {
             Kind::Unbound => None,
             Kind::Bound(a) => Some(*a),
-            Kind::Listening(..) => return Err(SocketError::InvalidState),
+            // Linux: EISCONN unless the socket is CLOSED.
+            Kind::Listening(..) => return Err(SocketError::AlreadyConnected),
             Kind::Connection(c) => {
                 return Err(match c.state() {
                     State::SynSent | State::SynReceived => SocketError::InProgress,
@@ -951,6 +956,13 @@ impl Endpoint {
             remote: SocketAddrV4::new(src, seg.src_port),
         };
         if let Some(&index) = self.conns.get(&key) {
+            if self.accept_queue_full_for(index, seg) {
+                // Linux's default (tcp_abort_on_overflow = 0): drop the
+                // handshake's final ACK; the child stays in SYN-RECEIVED and
+                // its SYN-ACK retransmission brings the ACK back later.
+                self.counters.accept_queue_overflow += 1;
+                return;
+            }
             if let Some(Socket {
                 kind: Kind::Connection(c),
                 ..
@@ -1002,6 +1014,28 @@ impl Endpoint {
         }
         self.counters.no_socket += 1;
         self.reply_rst(src, dst, seg, sink);
+    }
+
+    /// Would `seg` complete the handshake of a child whose listener's
+    /// accept queue is full?
+    fn accept_queue_full_for(&self, index: u32, seg: &TcpRepr<'_>) -> bool {
+        let Some(s) = self.slots[index as usize].socket.as_ref() else {
+            return false;
+        };
+        let (Some(parent), Kind::Connection(c)) = (s.parent, &s.kind) else {
+            return false;
+        };
+        if c.state() != State::SynReceived || !seg.flags.ack() || seg.flags.rst() || seg.flags.syn()
+        {
+            return false;
+        }
+        match self.sock(parent) {
+            Ok(Socket {
+                kind: Kind::Listening(_, l),
+                ..
+            }) => l.accept_queue.len() >= l.backlog,
+            _ => false,
+        }
     }
 
     fn reply_rst(&mut self, src: Ipv4Addr, dst: Ipv4Addr, seg: &TcpRepr<'_>, sink: &mut impl Sink) {
