@@ -125,6 +125,8 @@ pub struct Interface {
     tx: FrameBatch,
     counters: InterfaceCounters,
     steering: Option<Steering>,
+    /// Processing a frame another core forwarded: never forward it again.
+    injecting: bool,
     /// Frames for other cores, with the core, until the runtime takes them.
     misdirected: Vec<(usize, Vec<u8>)>,
 }
@@ -153,6 +155,7 @@ impl Interface {
             pending: VecDeque::new(),
             counters: InterfaceCounters::default(),
             steering: None,
+            injecting: false,
             misdirected: Vec::new(),
         }
     }
@@ -179,7 +182,9 @@ impl Interface {
     /// Processes one frame that did not come from the device (a frame
     /// another core forwarded here); replies go out on the next poll.
     pub fn inject(&mut self, now: Instant, frame: &[u8], tcp: &mut Endpoint) {
+        self.injecting = true;
         self.process_frame(now, frame, tcp);
+        self.injecting = false;
     }
     pub fn counters(&self) -> &InterfaceCounters {
         &self.counters
@@ -274,7 +279,16 @@ impl Interface {
             return;
         }
         match eth_repr.ethertype {
-            EtherType::Arp => self.process_arp(now, eth.payload()),
+            EtherType::Arp => {
+                // Every core keeps its own ARP cache, but the NIC hands ARP
+                // to one queue: share it with the other cores.
+                if let Some(st) = self.steering.as_ref().filter(|_| !self.injecting) {
+                    for core in (0..st.rss.queues()).filter(|c| *c != st.core) {
+                        self.misdirected.push((core, frame.to_vec()));
+                    }
+                }
+                self.process_arp(now, eth.payload())
+            }
             EtherType::Ipv4 => self.process_ipv4(now, eth_repr, frame, eth.payload(), tcp),
             _ => self.counters.unsupported += 1,
         }
@@ -422,7 +436,7 @@ impl Interface {
                 };
                 // Per-core sharding: a flow belongs to the core its RSS hash
                 // selects; a frame that arrived elsewhere is forwarded.
-                if let Some(st) = &self.steering {
+                if let Some(st) = self.steering.as_ref().filter(|_| !self.injecting) {
                     let owner = st
                         .rss
                         .queue_v4(src, ip.dst_addr, seg.src_port(), seg.dst_port());

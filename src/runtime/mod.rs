@@ -167,10 +167,39 @@ pub struct CoreSetup {
     pub app: Box<dyn FnMut(&mut CoreContext<'_>) + Send>,
 }
 
-/// Cross-core mailbox of one core (frames for it that arrived elsewhere).
-struct Mailbox {
+/// A core's mailbox: frames for it that arrived on another core. Bounded
+/// and lock-free; a full mailbox drops the frame and counts it (TCP
+/// retransmits; nothing blocks).
+pub struct Mailbox {
     frames: ArrayQueue<Vec<u8>>,
     dropped: AtomicU64,
+}
+
+impl Mailbox {
+    pub fn new(capacity: usize) -> Mailbox {
+        Mailbox {
+            frames: ArrayQueue::new(capacity.max(1)),
+            dropped: AtomicU64::new(0),
+        }
+    }
+
+    /// Queues a frame; false (and counted) if the mailbox is full.
+    pub fn push(&self, frame: Vec<u8>) -> bool {
+        if self.frames.push(frame).is_err() {
+            self.dropped.fetch_add(1, Ordering::Relaxed);
+            return false;
+        }
+        true
+    }
+
+    pub fn pop(&self) -> Option<Vec<u8>> {
+        self.frames.pop()
+    }
+
+    /// Frames dropped because the mailbox was full.
+    pub fn dropped(&self) -> u64 {
+        self.dropped.load(Ordering::Relaxed)
+    }
 }
 
 /// A running set of per-core loops.
@@ -197,10 +226,7 @@ impl Runtime {
         );
         let mailboxes: Arc<Vec<Mailbox>> = Arc::new(
             (0..n)
-                .map(|_| Mailbox {
-                    frames: ArrayQueue::new(config.mailbox_frames.max(1)),
-                    dropped: AtomicU64::new(0),
-                })
+                .map(|_| Mailbox::new(config.mailbox_frames))
                 .collect(),
         );
         let clock = Clock::new();
@@ -309,7 +335,7 @@ fn run_core(
         let now = clock.now();
         // Frames other cores forwarded to us.
         let mut moved = false;
-        while let Some(frame) = mailboxes[core].frames.pop() {
+        while let Some(frame) = mailboxes[core].pop() {
             mailbox_frame = frame;
             stack.inject(now, &mailbox_frame);
             mailbox_in += 1;
@@ -319,9 +345,7 @@ fn run_core(
         // Frames for other cores go to their mailboxes.
         for (dest, frame) in stack.iface.take_misdirected() {
             if let Some(mb) = mailboxes.get(dest) {
-                if mb.frames.push(frame).is_err() {
-                    mb.dropped.fetch_add(1, Ordering::Relaxed);
-                }
+                mb.push(frame);
             }
         }
         {
@@ -341,7 +365,7 @@ fn run_core(
                 s.tcp = *stack.tcp.counters();
                 s.states = stack.tcp.state_counts();
                 s.mailbox_in = mailbox_in;
-                s.mailbox_dropped = mailboxes[core].dropped.load(Ordering::Relaxed);
+                s.mailbox_dropped = mailboxes[core].dropped();
             }
             next_publish = now + config.stats_interval;
         }
