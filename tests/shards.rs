@@ -4,6 +4,8 @@
 //! runs its own stack, and frames a core finds belong to the other core go
 //! through the bounded mailbox, as the runtime does across threads.
 
+#![allow(clippy::needless_range_loop)] // cores, queues and mailboxes are parallel arrays
+
 use core::net::{Ipv4Addr, SocketAddrV4};
 use std::collections::VecDeque;
 
