@@ -6,9 +6,11 @@
 //! - [`rand`]: the seeded PRNG behind every random decision.
 //! - [`wire`]: zero-copy packet views and parsed `Repr`s.
 //! - [`storage`]: ring buffers and the out-of-order assembler.
+//! - [`timer`]: the per-core hierarchical timer wheel.
 //! - [`tcp`]: the sans-IO TCP connection and listener.
 //! - [`phy`]: devices that move frames in batches; the in-memory link.
 //! - [`iface`]: Ethernet, ARP, IPv4, ICMP and the demux to TCP.
+//! - [`shard`]: which core owns a flow: the RSS (Toeplitz) hash and port choice.
 //! - [`api`]: the Rust socket API every front end builds on.
 #![deny(unsafe_code)]
 
@@ -21,4 +23,5 @@ pub mod shard;
 pub mod storage;
 pub mod tcp;
 pub mod time;
+pub mod timer;
 pub mod wire;
