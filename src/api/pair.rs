@@ -45,6 +45,9 @@ impl Pair {
         b.endpoint.isn_key = *b"pair-isn-key-B..";
         a.endpoint.hash_seed = 1;
         b.endpoint.hash_seed = 2;
+        // Exact virtual time: timers fire on the microsecond.
+        a.endpoint.timer_tick = Duration::from_micros(1);
+        b.endpoint.timer_tick = Duration::from_micros(1);
         (a, b)
     }
 

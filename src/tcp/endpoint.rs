@@ -7,14 +7,14 @@
 //! slot's reuse, so a stale handle is an error, never another socket.
 
 use core::net::{Ipv4Addr, SocketAddrV4};
-use std::cmp::Reverse;
-use std::collections::{BinaryHeap, HashMap, VecDeque};
+use std::collections::{HashMap, VecDeque};
 use std::sync::Arc;
 
 use super::conn::{Connection, RecvError, SendError, Shutdown, TcpError, TcpInfo};
 use super::timewait::{judge, TimeWaitTable, TimeWaitVerdict};
 use super::{rst_for_unexpected, Config, IsnGenerator, Sink, State};
 use crate::time::{Duration, Instant};
+use crate::timer::{TimerId, TimerWheel};
 use crate::wire::TcpRepr;
 
 type FastMap<K, V> = HashMap<K, V, ahash::RandomState>;
@@ -133,6 +133,9 @@ pub struct EndpointConfig {
     pub hash_seed: u64,
     /// Largest number of sockets (connections included).
     pub max_sockets: usize,
+    /// Tick of the timer wheel: timers fire at most one tick late, never
+    /// early. 1 ms as the runtime uses; virtual-time tests use 1 µs.
+    pub timer_tick: Duration,
 }
 
 impl Default for EndpointConfig {
@@ -145,6 +148,7 @@ impl Default for EndpointConfig {
             isn_key: *b"flowlane-isn-key",
             hash_seed: 0x5eed_f10a_1a9e,
             max_sockets: 1 << 22,
+            timer_tick: Duration::from_millis(1),
         }
     }
 }
@@ -208,8 +212,8 @@ struct Socket {
     in_table: bool,
     /// In the dirty list.
     dirty: bool,
-    /// Time of the valid entry in the timer heap (lazy cancellation).
-    scheduled: Instant,
+    /// The socket's entry on the timer wheel, with its deadline.
+    timer: Option<(TimerId, Instant)>,
     /// State counted in the per-state statistics.
     counted: Option<State>,
 }
@@ -235,7 +239,12 @@ pub struct Endpoint {
     listeners: FastMap<SocketAddrV4, u32>,
     ports: FastMap<u16, PortUse>,
     dirty: Vec<u32>,
-    timers: BinaryHeap<Reverse<(Instant, u32)>>,
+    /// One entry per connection with a deadline (RTO, delayed ACK,
+    /// persist, keepalive, SYN-RECEIVED, TIME-WAIT, linger): O(1) insert,
+    /// reschedule and cancel. The value is the slot and its generation.
+    timers: TimerWheel<(u32, u32)>,
+    /// Reused buffer for the wheel's expired entries.
+    expired: Vec<(u32, u32)>,
     isn: IsnGenerator,
     local_addrs: Vec<Ipv4Addr>,
     port_cursor: u32,
@@ -284,6 +293,7 @@ impl Endpoint {
             config.hash_seed.rotate_left(47) ^ 0x1656_67b1_9e37_79f9,
         );
         let two_msl = config.tcp.msl.saturating_mul(2);
+        let timer_tick = config.timer_tick;
         Endpoint {
             tw: TimeWaitTable::new(hasher.clone(), two_msl),
             release_gen: 0,
@@ -298,7 +308,8 @@ impl Endpoint {
             listeners: HashMap::with_hasher(hasher.clone()),
             ports: HashMap::with_hasher(hasher),
             dirty: Vec::new(),
-            timers: BinaryHeap::new(),
+            timers: TimerWheel::new(Instant::ZERO, timer_tick),
+            expired: Vec::new(),
             local_addrs: Vec::new(),
             counters: EndpointCounters::default(),
             states: [0; State::COUNT],
@@ -408,6 +419,9 @@ impl Endpoint {
             if let Some(st) = s.counted {
                 self.states[st as usize] -= 1;
             }
+            if let Some((id, _)) = s.timer {
+                self.timers.cancel(id);
+            }
         }
         slot.gen = slot.gen.wrapping_add(1);
         self.free.push(index);
@@ -421,7 +435,7 @@ impl Endpoint {
             released: false,
             in_table: false,
             dirty: false,
-            scheduled: Instant::FAR_FUTURE,
+            timer: None,
             counted: None,
         }
     }
@@ -1226,10 +1240,26 @@ impl Endpoint {
                 s.dirty = true;
                 self.dirty.push(index);
             }
-        } else if at < s.scheduled {
-            s.scheduled = at;
-            self.timers.push(Reverse((at, index)));
+        } else if at == Instant::FAR_FUTURE {
+            if let Some((id, _)) = s.timer.take() {
+                self.timers.cancel(id);
+            }
+        } else {
+            match s.timer {
+                Some((_, t)) if t == at => {}
+                Some((id, _)) => {
+                    self.timers.reschedule(id, at);
+                    s.timer = Some((id, at));
+                }
+                None => {
+                    let gen = self.slots[index as usize].gen;
+                    let id = self.timers.insert(at, (index, gen));
+                    let s = self.slots[index as usize].socket.as_mut().expect("present");
+                    s.timer = Some((id, at));
+                }
+            }
         }
+        let s = self.slots[index as usize].socket.as_mut().expect("present");
         if state == State::Closed && s.released && !s.dirty {
             self.release_slot(index);
         }
@@ -1240,7 +1270,7 @@ impl Endpoint {
         if !self.dirty.is_empty() {
             return Some(Instant::ZERO);
         }
-        let timer = self.timers.peek().map(|Reverse((t, _))| *t);
+        let timer = self.timers.next_deadline();
         match (timer, self.tw.next_expiry()) {
             (Some(a), Some(b)) => Some(a.min(b)),
             (a, b) => a.or(b),
@@ -1262,21 +1292,22 @@ impl Endpoint {
             }
         });
         self.release_gen += expired as u64;
-        while let Some(&Reverse((t, index))) = self.timers.peek() {
-            if t > now {
-                break;
+        let mut expired = std::mem::take(&mut self.expired);
+        self.timers.expire(now, &mut expired);
+        for (index, gen) in expired.drain(..) {
+            let slot = &mut self.slots[index as usize];
+            if slot.gen != gen {
+                continue;
             }
-            self.timers.pop();
-            if let Some(s) = self.slots[index as usize].socket.as_mut() {
-                if s.scheduled == t {
-                    s.scheduled = Instant::FAR_FUTURE;
-                    if !s.dirty {
-                        s.dirty = true;
-                        self.dirty.push(index);
-                    }
+            if let Some(s) = slot.socket.as_mut() {
+                s.timer = None;
+                if !s.dirty {
+                    s.dirty = true;
+                    self.dirty.push(index);
                 }
             }
         }
+        self.expired = expired;
         let mut sink = Counting {
             inner: sink,
             out: 0,
