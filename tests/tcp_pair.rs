@@ -406,3 +406,57 @@ fn keepalive_on_a_socket_detects_a_silent_peer() {
     assert_eq!(probes, 3, "exactly `count` unanswered probes");
     assert_eq!(p.a.tcp.take_error(c).unwrap(), Some(SocketError::TimedOut));
 }
+
+/// Server closes first, so B holds a TIME-WAIT record for the tuple; the
+/// client reconnects from the same port.
+fn reconnect_over_server_time_wait(timestamps: bool) -> (Pair, Result<(), SocketError>) {
+    let (mut a, mut b) = Pair::configs();
+    a.endpoint.tcp.timestamps = timestamps;
+    b.endpoint.tcp.timestamps = timestamps;
+    let mut p = Pair::with(Link::new(LinkConfig::default(), 15), a, b);
+    let (c, s, _) = connect(&mut p);
+    let local = p.a.tcp.local_addr(c).unwrap();
+    let now = p.now;
+    p.b.tcp.close(s, now).unwrap();
+    assert!(p.run_until(SECOND, |p| finish_on_eof(p, true, c)));
+    assert!(p.run_until(SECOND, |p| p.b.tcp.time_wait_count() == 1
+        && p.a.tcp.state(c).unwrap() == State::Closed));
+    let now = p.now;
+    p.a.tcp.close(c, now).unwrap();
+    p.run_for(Duration::from_millis(5));
+    let c2 = p.a.tcp.socket().unwrap();
+    p.a.tcp.set_options(c2, |o| o.reuse_addr = true).unwrap();
+    p.a.tcp.bind(c2, local).unwrap();
+    let now = p.now;
+    p.a.tcp
+        .connect(c2, now, SocketAddrV4::new(B_IP, PORT))
+        .unwrap();
+    let ok = p.run_until(Duration::from_millis(500), |p| {
+        p.a.tcp.state(c2).unwrap() == State::Established
+    });
+    let r = if ok {
+        Ok(())
+    } else {
+        Err(SocketError::TimedOut)
+    };
+    (p, r)
+}
+
+#[test]
+fn a_newer_syn_reuses_a_server_time_wait_tuple_per_rfc_6191() {
+    let (p, r) = reconnect_over_server_time_wait(true);
+    assert_eq!(r, Ok(()));
+    let counters = p.b.tcp.counters();
+    assert_eq!(counters.time_wait_reused_passive, 1);
+    assert_eq!(counters.time_wait_syn_refused, 0);
+    assert_eq!(p.b.tcp.time_wait_count(), 0);
+}
+
+#[test]
+fn without_timestamps_a_syn_with_a_higher_sequence_number_reuses_the_tuple() {
+    // RFC 1122 §4.2.2.13: the new ISN (a 4 µs clock) is above the old
+    // connection's final sequence number.
+    let (p, r) = reconnect_over_server_time_wait(false);
+    assert_eq!(r, Ok(()));
+    assert_eq!(p.b.tcp.counters().time_wait_reused_passive, 1);
+}
