@@ -35,44 +35,40 @@
 //!
 //! # Storage and cancellation
 //!
-//! Timers live in one slab `Vec` of entries with a free stack; each list
-//! (every slot, plus the due and overflow lists) is a `Vec` of
-//! `(index, generation)` references into the slab. Cancellation is lazy:
-//! it frees the slab entry at once (bumping its generation, so the
-//! [`TimerId`] and the reference left in the slot both go stale) and
-//! leaves the reference where it is; firing and cascading skip references
-//! whose entry's generation or list no longer match. Insert is a free-stack
-//! pop and a `push`; cancel touches one entry and one counter: both O(1).
-//! Nothing is allocated once the slab and the slot `Vec`s have grown to
-//! their peaks: slot `Vec`s keep their capacity when drained.
+//! Timers live in one slab `Vec` of entries with a free list; every slot (and
+//! the due and overflow lists) is an intrusive doubly linked list threaded by
+//! `u32` indices through the slab. Insert is a slab pop plus a tail link;
+//! cancel is an unlink plus a slab push: O(1), no allocation once the slab has
+//! grown to the peak number of pending timers. A [`TimerId`] carries the
+//! entry's generation, bumped whenever the entry is freed, so a stale id (its
+//! timer fired, was cancelled, and the entry reused) is recognised and
+//! refused.
 //!
-//! Tombstones cannot pile up: each list counts its live references, a list
-//! whose last live timer is cancelled is cleared on the spot, and a list
-//! with more than twice as many references as live timers (plus a small
-//! constant) is compacted in place, stably, which costs O(1) amortised per
-//! cancel. So a million insert-cancel cycles leave memory where it was.
-//!
-//! Why `Vec`s of references rather than intrusive linked lists threaded
-//! through the slab (tokio's and Linux's choice): firing and cascading walk
-//! a slot, and with a million timers the slab is tens of megabytes, so every
-//! entry visited is a cache miss. A linked list makes those misses a
-//! dependent chain (the next index is in the entry being fetched); an array
-//! of indices lets the CPU fetch many entries at once. Measured here
-//! (`bench/timer_wheel.rs`, 1M timers) the array walk fired timers several
-//! times faster; cancel also touches one entry instead of three (the entry
-//! and both neighbours). The cost is tombstones, bounded as above.
-//!
-//! A reference is live only if its entry's generation *and* current list
-//! match, so even a generation counter that wrapped (2^32 reuses of one
-//! entry while an old tombstone waits) cannot fire a timer from the wrong
-//! slot or fire it twice.
+//! Why unlink eagerly rather than leave a tombstone to be skipped, checked
+//! by generation, at expiry (the heap-timer habit, and what DESIGN.md's
+//! principle 4 first sketched): most TCP timers are cancelled long before
+//! their deadline (an RTO re-armed on every ACK, a two-hour keepalive), so
+//! tombstones outnumber live timers unless something sweeps them. Both
+//! designs were built and measured (`bench/timer_wheel.rs`, pinned, the heap
+//! in the same run): the lazy one, a `Vec` of `(index, generation)` per slot
+//! whose cancel frees the entry and leaves a stale reference, fires and
+//! cascades faster at a million timers (94 vs 236 ns per fired timer: an
+//! index array lets the CPU fetch many cold entries at once, where a list
+//! walk is a chain of dependent misses), but it lost the reschedule-heavy
+//! TCP-like mix (25 vs 13 ns per operation at 10k timers, 157 vs 122 ns at
+//! 1M) and random cancels, and bounding its tombstones needs compaction,
+//! which makes cancel O(1) only amortised, with an O(slot) pause inside a
+//! cancel. Unlinking is O(1) every time, frees the entry at once, keeps each
+//! slot's list exactly the pending timers, and keeps
+//! [`TimerWheel::next_deadline`] exact. (A plain `Vec` per slot without
+//! tombstones is no alternative: removing from its middle is O(n), or with
+//! `swap_remove` loses the insertion order same-tick timers must fire in.)
 //!
 //! # Order
 //!
 //! Timers fire in tick order, and within one tick in insertion order
 //! (a [`TimerWheel::reschedule`] counts as a fresh insertion). Cascades walk
-//! a slot front to back and append, and compaction is stable, which
-//! preserves that order.
+//! a slot front to back and append, which preserves that order.
 
 #[cfg(test)]
 mod tests;
@@ -97,16 +93,13 @@ const WHEEL_MASK: u64 = (1 << WHEEL_BITS) - 1;
 const DUE: u16 = (LEVELS * SLOTS) as u16;
 const OVERFLOW: u16 = DUE + 1;
 const LISTS: usize = LEVELS * SLOTS + 2;
-/// The list of a free entry.
+
+/// "No entry" in a link, and "on no list" for a free entry.
+const NIL: u32 = u32::MAX;
 const NO_LIST: u16 = u16::MAX;
 
-/// A list is compacted when it holds more than `2 * live + COMPACT_SLACK`
-/// references.
-const COMPACT_SLACK: usize = 16;
-
-/// Names one armed timer. Copy it freely: once the timer has fired, been
-/// cancelled or been rescheduled (which issues a new id), every operation on
-/// the old id is a no-op that returns `None`.
+/// Names one armed timer. Copy it freely: once the timer has fired or been
+/// cancelled, every operation on the id is a no-op that returns `None`.
 #[derive(Clone, Copy, PartialEq, Eq, Hash, Debug)]
 pub struct TimerId {
     index: u32,
@@ -119,32 +112,24 @@ struct Entry<T> {
     /// Absolute tick at which the timer is due (for a due-list entry: the
     /// `elapsed` tick it was inserted at, i.e. already due).
     tick: u64,
-    /// Bumped whenever the entry is freed or rescheduled, so old
-    /// [`TimerId`]s and the references left in lists go stale.
+    /// Bumped each time the entry is freed, so old [`TimerId`]s go stale.
     gen: u32,
-    /// The list holding the entry's live reference; `NO_LIST` while free.
+    prev: u32,
+    /// For a free entry, the next free entry.
+    next: u32,
+    /// The list holding the entry; `NO_LIST` while free.
     list: u16,
 }
 
-/// A reference from a list into the slab: live iff the entry's generation
-/// and list still match.
-#[derive(Clone, Copy)]
-struct Ref {
-    index: u32,
-    gen: u32,
-}
-
 struct List {
-    /// Live references and tombstones, in insertion order.
-    refs: Vec<Ref>,
-    /// Number of live references in `refs`.
-    live: usize,
-    /// A lower bound on the ticks of the live entries, exact unless `stale`.
-    /// Only read for slots above level 0 and for the overflow list (a
-    /// level-0 slot is a single tick). `Cell` so that `next_deadline(&self)`
+    head: u32,
+    tail: u32,
+    /// A lower bound on the ticks of the list's entries, exact unless
+    /// `stale`. Only read for slots above level 0 and for the overflow list
+    /// (a level-0 slot is a single tick). `Cell` so that `next_deadline(&self)`
     /// can cache a recomputed minimum.
     min: Cell<u64>,
-    /// Set when the entry holding the minimum was cancelled or moved.
+    /// Set when the entry holding the minimum was cancelled.
     stale: Cell<bool>,
 }
 
@@ -152,12 +137,9 @@ struct List {
 /// key naming a connection and which of its timers this is).
 pub struct TimerWheel<T> {
     entries: Vec<Entry<T>>,
-    /// Free slab indices; the most recently freed (cache-warm) is reused
-    /// first.
-    free: Vec<u32>,
+    free_head: u32,
     lists: Vec<List>,
-    /// Bit `s` of `occupied[l]` is set iff slot `s` of level `l` holds a
-    /// live timer.
+    /// Bit `s` of `occupied[l]` is set iff slot `s` of level `l` is non-empty.
     occupied: [u64; LEVELS],
     start: Instant,
     /// The tick length in microseconds, at least 1.
@@ -185,7 +167,8 @@ impl<T> TimerWheel<T> {
         Self::new(start, DEFAULT_TICK)
     }
 
-    /// An empty wheel whose slab already holds room for `capacity` timers.
+    /// An empty wheel whose slab already holds room for `capacity` timers,
+    /// so the first `capacity` concurrent timers allocate nothing.
     ///
     /// # Panics
     /// If `tick` is zero.
@@ -193,15 +176,15 @@ impl<T> TimerWheel<T> {
         assert!(!tick.is_zero(), "timer wheel tick must be at least 1us");
         let lists = (0..LISTS)
             .map(|_| List {
-                refs: Vec::new(),
-                live: 0,
+                head: NIL,
+                tail: NIL,
                 min: Cell::new(u64::MAX),
                 stale: Cell::new(false),
             })
             .collect();
         TimerWheel {
             entries: Vec::with_capacity(capacity),
-            free: Vec::with_capacity(capacity),
+            free_head: NIL,
             lists,
             occupied: [0; LEVELS],
             start,
@@ -236,48 +219,38 @@ impl<T> TimerWheel<T> {
     /// at or before the last `now` given to `expire` fires at the next
     /// `expire`, whatever its `now`.
     pub fn insert(&mut self, deadline: Instant, value: T) -> TimerId {
-        let index = match self.free.pop() {
-            Some(index) => {
-                self.entries[index as usize].value = Some(value);
-                index
-            }
-            None => {
-                let index = u32::try_from(self.entries.len())
-                    .expect("timer wheel slab exceeds u32 indices");
-                self.entries.push(Entry {
-                    value: Some(value),
-                    tick: 0,
-                    gen: 0,
-                    list: NO_LIST,
-                });
-                index
-            }
-        };
+        let index = self.alloc(value);
+        let (tick, list) = self.place(deadline);
+        self.entries[index as usize].tick = tick;
+        self.link_back(list, index);
         self.len += 1;
-        self.place(index, deadline)
+        TimerId {
+            index,
+            gen: self.entries[index as usize].gen,
+        }
     }
 
     /// Disarms a pending timer and returns its value; `None` if `id` is
-    /// stale (the timer already fired, was cancelled or rescheduled).
+    /// stale (the timer already fired or was cancelled).
     pub fn cancel(&mut self, id: TimerId) -> Option<T> {
         let index = self.live(id)?;
-        self.detach(index);
-        let e = &mut self.entries[index as usize];
-        let value = e.value.take();
-        e.list = NO_LIST;
-        self.free.push(index);
+        self.unlink(index);
+        let value = self.entries[index as usize].value.take();
+        self.release(index);
         self.len -= 1;
         value
     }
 
     /// Moves a pending timer to a new deadline, as if cancelled and inserted
-    /// again (it goes after timers already in its new tick), keeping its
-    /// value. Returns the timer's new id (the old one goes stale), or `None`
-    /// if `id` is stale.
+    /// again (it goes after timers already in its new tick) but keeping its
+    /// id and value. `None` if `id` is stale.
     pub fn reschedule(&mut self, id: TimerId, deadline: Instant) -> Option<TimerId> {
         let index = self.live(id)?;
-        self.detach(index);
-        Some(self.place(index, deadline))
+        self.unlink(index);
+        let (tick, list) = self.place(deadline);
+        self.entries[index as usize].tick = tick;
+        self.link_back(list, index);
+        Some(id)
     }
 
     /// The earliest `now` at which [`expire`](Self::expire) would fire
@@ -292,18 +265,18 @@ impl<T> TimerWheel<T> {
         if self.len == 0 {
             return None;
         }
-        if self.lists[DUE as usize].live != 0 {
+        if self.lists[DUE as usize].head != NIL {
             return Some(self.last_now);
         }
         let tick = match self.lowest_level() {
             Some(0) => (self.elapsed & !SLOT_MASK) | u64::from(self.occupied[0].trailing_zeros()),
             Some(level) => {
                 let slot = self.occupied[level].trailing_zeros() as usize;
-                self.list_min((level * SLOTS + slot) as u16)
+                self.list_min(level * SLOTS + slot)
             }
-            None => self.list_min(OVERFLOW),
+            None => self.list_min(OVERFLOW as usize),
         };
-        Some(self.start + Duration::from_micros(tick.saturating_mul(self.tick_micros)))
+        Some(self.instant_of(tick))
     }
 
     /// Fires every timer due at `now`: appends their values to `out` in
@@ -334,7 +307,8 @@ impl<T> TimerWheel<T> {
                     // Level-`level` entries share every digit above theirs
                     // with `elapsed` (see the field's invariant).
                     let level_span = (SLOTS as u64) << shift;
-                    let first_tick = (self.elapsed & !(level_span - 1)) | (slot << shift);
+                    let block = self.elapsed & !(level_span - 1);
+                    let first_tick = block | (slot << shift);
                     if first_tick > target {
                         return;
                     }
@@ -348,12 +322,12 @@ impl<T> TimerWheel<T> {
                     }
                 }
                 None => {
-                    if self.lists[OVERFLOW as usize].live == 0 {
+                    if self.lists[OVERFLOW as usize].head == NIL {
                         return;
                     }
                     // The wheel is empty, so time may jump straight to the
                     // block holding the earliest overflow timer.
-                    let block = self.list_min(OVERFLOW) & !WHEEL_MASK;
+                    let block = self.list_min(OVERFLOW as usize) & !WHEEL_MASK;
                     if block > target {
                         return;
                     }
@@ -365,25 +339,17 @@ impl<T> TimerWheel<T> {
         }
     }
 
-    /// Gives the (allocated, detached) entry `index` its tick for `deadline`
-    /// and a fresh generation, and appends it to its list.
-    fn place(&mut self, index: u32, deadline: Instant) -> TimerId {
-        let (tick, list) = if deadline <= self.last_now {
-            (self.elapsed, DUE)
-        } else {
-            // `deadline > last_now >= start`, and `elapsed` is `last_now`'s
-            // tick rounded down, so this tick is above `elapsed`.
-            let tick = (deadline - self.start)
-                .total_micros()
-                .div_ceil(self.tick_micros);
-            (tick, self.list_for(tick))
-        };
-        let e = &mut self.entries[index as usize];
-        e.gen = e.gen.wrapping_add(1);
-        e.tick = tick;
-        let gen = e.gen;
-        self.push(list, index);
-        TimerId { index, gen }
+    /// The tick and list for a timer with `deadline`, given the current time.
+    fn place(&self, deadline: Instant) -> (u64, u16) {
+        if deadline <= self.last_now {
+            return (self.elapsed, DUE);
+        }
+        // `deadline > last_now >= start`, and `elapsed` is `last_now`'s tick
+        // rounded down, so this tick is above `elapsed`.
+        let tick = (deadline - self.start)
+            .total_micros()
+            .div_ceil(self.tick_micros);
+        (tick, self.list_for(tick))
     }
 
     /// The list of a wheel timer at `tick >= elapsed`.
@@ -397,28 +363,26 @@ impl<T> TimerWheel<T> {
         (level as usize * SLOTS) as u16 + slot as u16
     }
 
+    fn instant_of(&self, tick: u64) -> Instant {
+        self.start + Duration::from_micros(tick.saturating_mul(self.tick_micros))
+    }
+
     fn lowest_level(&self) -> Option<usize> {
         self.occupied.iter().position(|&bits| bits != 0)
     }
 
-    /// Whether `r`, found in `list`, still refers to a live timer there.
-    fn is_live(&self, r: Ref, list: u16) -> bool {
-        let e = &self.entries[r.index as usize];
-        e.gen == r.gen && e.list == list
-    }
-
-    /// The exact minimum tick of a list with live timers, rescanning it if
-    /// the cached bound went stale.
-    fn list_min(&self, list: u16) -> u64 {
-        let l = &self.lists[list as usize];
+    /// The exact minimum tick of a non-empty list, rescanning it if the
+    /// cached bound went stale.
+    fn list_min(&self, list: usize) -> u64 {
+        let l = &self.lists[list];
         if l.stale.get() {
-            let min = l
-                .refs
-                .iter()
-                .filter(|&&r| self.is_live(r, list))
-                .map(|r| self.entries[r.index as usize].tick)
-                .min()
-                .unwrap_or(u64::MAX);
+            let mut min = u64::MAX;
+            let mut i = l.head;
+            while i != NIL {
+                let e = &self.entries[i as usize];
+                min = min.min(e.tick);
+                i = e.next;
+            }
             l.min.set(min);
             l.stale.set(false);
         }
@@ -428,114 +392,134 @@ impl<T> TimerWheel<T> {
     /// The slab index of `id` if it names a pending timer.
     fn live(&self, id: TimerId) -> Option<u32> {
         let e = self.entries.get(id.index as usize)?;
-        (e.gen == id.gen && e.list != NO_LIST).then_some(id.index)
+        (e.gen == id.gen && e.value.is_some()).then_some(id.index)
     }
 
-    /// Appends a live reference to the entry `index` (whose `gen` and
-    /// `tick` are set) to `list`.
-    fn push(&mut self, list: u16, index: u32) {
+    fn alloc(&mut self, value: T) -> u32 {
+        if self.free_head != NIL {
+            let index = self.free_head;
+            let e = &mut self.entries[index as usize];
+            self.free_head = e.next;
+            e.value = Some(value);
+            index
+        } else {
+            let index = u32::try_from(self.entries.len())
+                .ok()
+                .filter(|&i| i != NIL)
+                .expect("timer wheel slab exceeds u32 indices");
+            self.entries.push(Entry {
+                value: Some(value),
+                tick: 0,
+                gen: 0,
+                prev: NIL,
+                next: NIL,
+                list: NO_LIST,
+            });
+            index
+        }
+    }
+
+    /// Returns an unlinked entry, whose value has been taken, to the free
+    /// list.
+    fn release(&mut self, index: u32) {
         let e = &mut self.entries[index as usize];
-        e.list = list;
-        let (tick, gen) = (e.tick, e.gen);
+        debug_assert!(e.value.is_none());
+        e.gen = e.gen.wrapping_add(1);
+        e.list = NO_LIST;
+        e.prev = NIL;
+        e.next = self.free_head;
+        self.free_head = index;
+    }
+
+    fn link_back(&mut self, list: u16, index: u32) {
+        let tick = self.entries[index as usize].tick;
         let l = &mut self.lists[list as usize];
-        if l.live == 0 {
+        let tail = l.tail;
+        l.tail = index;
+        if tail == NIL {
+            l.head = index;
             l.min.set(tick);
             l.stale.set(false);
             if list < DUE {
                 self.occupied[list as usize / SLOTS] |= 1 << (list as usize % SLOTS);
             }
-        } else if tick < l.min.get() {
-            l.min.set(tick);
+        } else {
+            if tick < l.min.get() {
+                l.min.set(tick);
+            }
+            self.entries[tail as usize].next = index;
         }
-        l.live += 1;
-        l.refs.push(Ref { index, gen });
+        let e = &mut self.entries[index as usize];
+        e.prev = tail;
+        e.next = NIL;
+        e.list = list;
     }
 
-    /// Turns the live reference to the entry `index` into a tombstone (by
-    /// bumping the entry's generation), keeping its list's bookkeeping and
-    /// bounding its tombstones. The entry keeps `list`; the caller frees or
-    /// re-places it.
-    fn detach(&mut self, index: u32) {
-        let e = &mut self.entries[index as usize];
-        // Whatever happens next (free or re-place), this reference is dead.
-        e.gen = e.gen.wrapping_add(1);
-        let (list, tick) = (e.list, e.tick);
+    fn unlink(&mut self, index: u32) {
+        let Entry {
+            prev,
+            next,
+            list,
+            tick,
+            ..
+        } = self.entries[index as usize];
         let l = &mut self.lists[list as usize];
-        l.live -= 1;
-        if l.live == 0 {
-            l.refs.clear();
+        if prev == NIL {
+            l.head = next;
+        } else {
+            self.entries[prev as usize].next = next;
+        }
+        if next == NIL {
+            l.tail = prev;
+        } else {
+            self.entries[next as usize].prev = prev;
+        }
+        if l.head == NIL {
             if list < DUE {
                 self.occupied[list as usize / SLOTS] &= !(1 << (list as usize % SLOTS));
             }
-            return;
-        }
-        if tick == l.min.get() {
+        } else if tick == l.min.get() {
             l.stale.set(true);
         }
-        if l.refs.len() > 2 * l.live + COMPACT_SLACK {
-            self.compact(list);
-        }
     }
 
-    /// Drops every tombstone of `list`, keeping the live references in
-    /// order.
-    fn compact(&mut self, list: u16) {
-        let mut refs = core::mem::take(&mut self.lists[list as usize].refs);
-        refs.retain(|&r| self.is_live(r, list));
-        debug_assert_eq!(refs.len(), self.lists[list as usize].live);
-        self.lists[list as usize].refs = refs;
-    }
-
-    /// Fires every live timer of `list`, front to back.
-    fn fire(&mut self, list: u16, out: &mut Vec<T>) {
+    /// Detaches a whole list, leaving it empty, and returns its head.
+    fn take_list(&mut self, list: u16) -> u32 {
         let l = &mut self.lists[list as usize];
-        if l.live == 0 {
-            return;
-        }
-        let mut refs = core::mem::take(&mut l.refs);
-        l.live = 0;
+        let head = l.head;
+        l.head = NIL;
+        l.tail = NIL;
         if list < DUE {
             self.occupied[list as usize / SLOTS] &= !(1 << (list as usize % SLOTS));
         }
-        for &r in &refs {
-            let e = &mut self.entries[r.index as usize];
-            if e.gen != r.gen || e.list != list {
-                continue;
-            }
+        head
+    }
+
+    /// Fires every entry of `list`, front to back.
+    fn fire(&mut self, list: u16, out: &mut Vec<T>) {
+        let mut i = self.take_list(list);
+        while i != NIL {
+            let e = &mut self.entries[i as usize];
+            let next = e.next;
             if let Some(value) = e.value.take() {
                 out.push(value);
             }
-            e.list = NO_LIST;
-            self.free.push(r.index);
+            self.release(i);
             self.len -= 1;
+            i = next;
         }
-        refs.clear();
-        self.lists[list as usize].refs = refs;
     }
 
-    /// Re-inserts every live timer of `list`, front to back, at its level
-    /// for the current `elapsed`.
+    /// Re-inserts every entry of `list`, front to back, at its level for the
+    /// current `elapsed`.
     fn cascade(&mut self, list: u16) {
-        let l = &mut self.lists[list as usize];
-        let mut refs = core::mem::take(&mut l.refs);
-        l.live = 0;
-        if list < DUE {
-            self.occupied[list as usize / SLOTS] &= !(1 << (list as usize % SLOTS));
-        }
-        for &r in &refs {
-            let e = &self.entries[r.index as usize];
-            if e.gen != r.gen || e.list != list {
-                continue;
-            }
+        let mut i = self.take_list(list);
+        while i != NIL {
+            let e = &self.entries[i as usize];
+            let next = e.next;
             let to = self.list_for(e.tick);
-            self.push(to, r.index);
-        }
-        refs.clear();
-        // Overflow may have re-filed some timers into itself; keep those
-        // (the old buffer is then dropped: overflow is rare).
-        let l = &mut self.lists[list as usize];
-        if l.refs.is_empty() {
-            l.refs = refs;
+            self.link_back(to, i);
+            i = next;
         }
     }
 }

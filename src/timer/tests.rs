@@ -164,17 +164,12 @@ fn reschedule_moves_timer_later_and_earlier() {
     let mut w = wheel();
     let a = w.insert(ms(10), 1);
     w.insert(ms(20), 2);
-    let a2 = w.reschedule(a, ms(30)).unwrap();
-    assert_ne!(a2, a, "rescheduling issues a new id");
-    assert!(!w.contains(a));
-    assert_eq!(w.reschedule(a, ms(1)), None);
-    assert_eq!(w.cancel(a), None);
-    assert_eq!(w.len(), 2);
+    assert_eq!(w.reschedule(a, ms(30)), Some(a));
     assert_eq!(expire_all(&mut w, ms(25)), vec![2]);
-    let a3 = w.reschedule(a2, ms(26)).unwrap();
+    assert_eq!(w.reschedule(a, ms(26)), Some(a));
     assert_eq!(w.next_deadline(), Some(ms(26)));
     assert_eq!(expire_all(&mut w, ms(40)), vec![1]);
-    assert_eq!(w.reschedule(a3, ms(50)), None);
+    assert_eq!(w.reschedule(a, ms(50)), None);
 }
 
 #[test]
@@ -246,7 +241,7 @@ fn timers_beyond_the_wheel_use_overflow_and_fire_exactly() {
     w.insert(us(b), 2);
     w.insert(us(a), 1);
     w.insert(us(c), 0);
-    assert_eq!(w.lists[OVERFLOW as usize].live, 2);
+    assert!(w.lists[OVERFLOW as usize].head != NIL);
     assert_eq!(w.next_deadline(), Some(us(c)));
     assert_eq!(expire_all(&mut w, us(c)), vec![0]);
     assert_eq!(w.next_deadline(), Some(us(a)));
@@ -296,51 +291,23 @@ fn million_insert_cancel_cycles_keep_the_slab_bounded() {
     assert!(w.len() <= 16);
     assert!(w.entries.len() <= 17, "slab grew to {}", w.entries.len());
     assert!(w.entries.capacity() <= 32);
-    let refs: usize = w.lists.iter().map(|l| l.refs.len()).sum();
-    assert!(
-        refs <= 2 * 16 + 16 * (COMPACT_SLACK + 1),
-        "{refs} references"
-    );
 }
 
 #[test]
-fn wrapped_generation_cannot_revive_a_tombstone_in_another_slot() {
-    let mut w = wheel();
-    w.insert(ms(1), 0);
-    let far = w.insert(ms(100_000), 1);
-    // Keeps the far slot live, so the tombstone stays in it.
-    w.insert(ms(100_001), 3);
-    w.cancel(far).unwrap();
-    // Pretend the entry was reused 2^32 times while the tombstone waited:
-    // the next insert into it gets the generation the tombstone carries.
-    w.entries[far.index as usize].gen = far.gen.wrapping_sub(1);
-    let near = w.insert(ms(50), 2);
-    assert_eq!((near.index, near.gen), (far.index, far.gen));
-    let mut out = Vec::new();
-    w.expire(ms(200_000), &mut out);
-    assert_eq!(out, vec![0, 2, 3]);
-    assert!(w.is_empty());
-    assert_eq!(w.free.len(), w.entries.len(), "no entry freed twice");
-}
-
-#[test]
-fn churn_beside_a_long_lived_timer_keeps_its_slot_compacted() {
-    // A keepalive-like timer holds a far slot live while a million others
-    // come and go in the same slot: tombstones must not accumulate.
+fn churn_beside_a_long_lived_timer_keeps_the_slab_bounded() {
+    // A keepalive-like timer holds a far slot while a million others come
+    // and go (some rescheduled first) in the same slot.
     let mut w = wheel();
     let keep = w.insert(Instant::from_secs(7_200), u32::MAX);
     let mut ids = Vec::new();
     for i in 0..1_000_000u32 {
-        ids.push(w.insert(
-            Instant::from_secs(7_200) + Duration::from_millis(u64::from(i % 1000)),
-            i,
-        ));
+        let d = Instant::from_secs(7_200) + Duration::from_millis(u64::from(i % 1000));
+        ids.push(w.insert(d, i));
         if ids.len() == 100 {
-            // Cancel in a scattered order, and reschedule some.
             for (k, id) in ids.drain(..).enumerate() {
                 if k % 7 == 0 {
                     let id = w.reschedule(id, Instant::from_secs(7_201)).unwrap();
-                    w.cancel(id).unwrap();
+                    assert_eq!(w.cancel(id), Some(i - 99 + k as u32));
                 } else {
                     w.cancel(id).unwrap();
                 }
@@ -348,11 +315,10 @@ fn churn_beside_a_long_lived_timer_keeps_its_slot_compacted() {
         }
     }
     assert_eq!(w.len(), 1);
-    let refs: usize = w.lists.iter().map(|l| l.refs.len()).sum();
-    assert!(refs <= 2 + COMPACT_SLACK + 1, "{refs} references");
     assert!(w.entries.len() <= 101);
     assert_eq!(w.next_deadline(), Some(Instant::from_secs(7_200)));
     assert_eq!(w.cancel(keep), Some(u32::MAX));
+    assert!(w.is_empty());
 }
 
 #[test]
@@ -542,14 +508,10 @@ fn run_against_model(start: u64, tick: u64, ops: &[Op]) -> Result<(), TestCaseEr
             Op::Reschedule(i, off) if !issued.is_empty() => {
                 let (id, value) = issued[i % issued.len()];
                 let deadline = at(&m, off);
-                let want = m.live.get(&value).map(|l| l.id) == Some(id);
-                let got = w.reschedule(id, us(deadline));
-                prop_assert_eq!(got.is_some(), want);
-                if let Some(new_id) = got {
-                    prop_assert!(new_id != id);
-                    prop_assert!(!w.contains(id));
-                    m.push(value, new_id, deadline);
-                    issued.push((new_id, value));
+                let want = m.live.contains_key(&value);
+                prop_assert_eq!(w.reschedule(id, us(deadline)), want.then_some(id));
+                if want {
+                    m.push(value, id, deadline);
                 }
             }
             Op::Advance(dt) => {
