@@ -60,6 +60,10 @@ impl HeapTimers {
         HeapId(index, gen)
     }
 
+    fn contains(&self, id: HeapId) -> bool {
+        self.gens[id.0 as usize] == id.1
+    }
+
     fn cancel(&mut self, id: HeapId) -> bool {
         let g = &mut self.gens[id.0 as usize];
         if *g != id.1 {
@@ -174,29 +178,40 @@ fn bench_insert(c: &mut Criterion) {
     g.finish();
 }
 
+/// Cancels random pending timers (cold entries, as when an old RTO is
+/// disarmed), re-arming a replacement untimed after each chunk.
 fn bench_cancel(c: &mut Criterion) {
     let mut g = c.benchmark_group("timer_cancel");
     for (n, label) in SIZES {
         let k = chunk(n);
         g.bench_function(BenchmarkId::new("wheel", label), |b| {
             let mut rng = Rng::new(2);
-            let mut w = filled_wheel(n, &mut rng);
-            let mut ids: Vec<TimerId> = Vec::with_capacity(k as usize);
+            let mut w = TimerWheel::with_capacity(Instant::ZERO, DEFAULT_TICK, n);
+            let mut ids: Vec<TimerId> = (0..n)
+                .map(|i| w.insert(Instant::from_micros(deadline(&mut rng, 0)), i as u32))
+                .collect();
+            let mut picks: Vec<usize> = Vec::with_capacity(k as usize);
+            let mut victims: Vec<TimerId> = Vec::with_capacity(k as usize);
             b.iter_custom(|iters| {
                 let mut total = StdDuration::ZERO;
                 let mut left = iters;
                 while left > 0 {
                     let m = left.min(k);
-                    for i in 0..m {
-                        let d = Instant::from_micros(deadline(&mut rng, 0));
-                        ids.push(w.insert(d, i as u32));
-                    }
+                    picks.clear();
+                    picks.extend((0..m).map(|_| rng.gen_range(0, n as u64) as usize));
+                    victims.clear();
+                    victims.extend(picks.iter().map(|&p| ids[p]));
                     let t = std::time::Instant::now();
-                    for &id in &ids {
+                    for &id in &victims {
                         black_box(w.cancel(id));
                     }
                     total += t.elapsed();
-                    ids.clear();
+                    for &p in &picks {
+                        if !w.contains(ids[p]) {
+                            let d = Instant::from_micros(deadline(&mut rng, 0));
+                            ids[p] = w.insert(d, p as u32);
+                        }
+                    }
                     left -= m;
                 }
                 total
@@ -204,26 +219,128 @@ fn bench_cancel(c: &mut Criterion) {
         });
         g.bench_function(BenchmarkId::new("heap", label), |b| {
             let mut rng = Rng::new(2);
-            let mut h = filled_heap(n, &mut rng);
-            let mut ids: Vec<HeapId> = Vec::with_capacity(k as usize);
+            let mut h = HeapTimers::with_capacity(n);
+            let mut ids: Vec<HeapId> = (0..n).map(|_| h.insert(deadline(&mut rng, 0))).collect();
+            let mut picks: Vec<usize> = Vec::with_capacity(k as usize);
+            let mut victims: Vec<HeapId> = Vec::with_capacity(k as usize);
             b.iter_custom(|iters| {
                 let mut total = StdDuration::ZERO;
                 let mut left = iters;
                 while left > 0 {
                     let m = left.min(k);
-                    for _ in 0..m {
-                        ids.push(h.insert(deadline(&mut rng, 0)));
-                    }
+                    picks.clear();
+                    picks.extend((0..m).map(|_| rng.gen_range(0, n as u64) as usize));
+                    victims.clear();
+                    victims.extend(picks.iter().map(|&p| ids[p]));
                     let t = std::time::Instant::now();
-                    for &id in &ids {
+                    for &id in &victims {
                         black_box(h.cancel(id));
                     }
                     total += t.elapsed();
-                    ids.clear();
+                    for &p in &picks {
+                        if !h.contains(ids[p]) {
+                            ids[p] = h.insert(deadline(&mut rng, 0));
+                        }
+                    }
                     h.purge();
                     left -= m;
                 }
                 total
+            });
+        });
+    }
+    g.finish();
+}
+
+/// TCP's dominant pattern: most timers are re-armed (an RTO on every ACK,
+/// a keepalive on every segment) many times before one finally fires. Each
+/// 1 ms step reschedules random pending timers, about ten times per timer
+/// lifetime, then expires what is due and re-arms it. Time per operation
+/// (reschedule or fired timer), all of it measured: tombstones, cascades,
+/// compaction (the heap compacts the same way, when tombstones outnumber
+/// live timers).
+fn bench_mixed(c: &mut Criterion) {
+    let mut g = c.benchmark_group("timer_mixed");
+    let mean_life_steps = MAX_DEADLINE_US / 2 / 1_000;
+    for (n, label) in SIZES {
+        let per_step = (10 * n as u64 / mean_life_steps).max(1);
+        g.bench_function(BenchmarkId::new("wheel", label), |b| {
+            let mut rng = Rng::new(4);
+            let mut w = TimerWheel::with_capacity(Instant::ZERO, DEFAULT_TICK, n);
+            let mut ids: Vec<TimerId> = (0..n)
+                .map(|i| w.insert(Instant::from_micros(deadline(&mut rng, 0)), i as u32))
+                .collect();
+            let mut now = 0u64;
+            let mut out: Vec<u32> = Vec::with_capacity(n);
+            let mut plan: Vec<(usize, u64)> = Vec::with_capacity(per_step as usize);
+            b.iter_custom(|iters| {
+                let mut total = StdDuration::ZERO;
+                let mut ops = 0u64;
+                while ops < iters {
+                    now += 1_000;
+                    plan.clear();
+                    plan.extend((0..per_step).map(|_| {
+                        let p = rng.gen_range(0, n as u64) as usize;
+                        (p, deadline(&mut rng, now))
+                    }));
+                    out.clear();
+                    let t = std::time::Instant::now();
+                    for &(p, d) in &plan {
+                        if let Some(id) = w.reschedule(ids[p], Instant::from_micros(d)) {
+                            ids[p] = id;
+                        }
+                    }
+                    w.expire(Instant::from_micros(now), &mut out);
+                    for &v in &out {
+                        let d = Instant::from_micros(now + 5_000_000);
+                        ids[v as usize] = w.insert(d, v);
+                    }
+                    total += t.elapsed();
+                    ops += per_step + out.len() as u64;
+                }
+                per_fired(total, ops, iters)
+            });
+        });
+        g.bench_function(BenchmarkId::new("heap", label), |b| {
+            let mut rng = Rng::new(4);
+            let mut h = HeapTimers::with_capacity(n);
+            let mut ids: Vec<HeapId> = (0..n).map(|_| h.insert(deadline(&mut rng, 0))).collect();
+            // Which caller slot each heap index belongs to.
+            let mut owner: Vec<u32> = (0..n as u32).collect();
+            let mut now = 0u64;
+            let mut out: Vec<u32> = Vec::with_capacity(n);
+            let mut plan: Vec<(usize, u64)> = Vec::with_capacity(per_step as usize);
+            b.iter_custom(|iters| {
+                let mut total = StdDuration::ZERO;
+                let mut ops = 0u64;
+                while ops < iters {
+                    now += 1_000;
+                    plan.clear();
+                    plan.extend((0..per_step).map(|_| {
+                        let p = rng.gen_range(0, n as u64) as usize;
+                        (p, deadline(&mut rng, now))
+                    }));
+                    out.clear();
+                    let t = std::time::Instant::now();
+                    for &(p, d) in &plan {
+                        if h.cancel(ids[p]) {
+                            ids[p] = h.insert(d);
+                            owner[ids[p].0 as usize] = p as u32;
+                        }
+                    }
+                    h.expire(now, &mut out);
+                    for &index in &out {
+                        let p = owner[index as usize] as usize;
+                        ids[p] = h.insert(now + 5_000_000);
+                        owner[ids[p].0 as usize] = p as u32;
+                    }
+                    if h.heap.len() > 2 * n + 16 {
+                        h.purge();
+                    }
+                    total += t.elapsed();
+                    ops += per_step + out.len() as u64;
+                }
+                per_fired(total, ops, iters)
             });
         });
     }
@@ -301,6 +418,6 @@ fn config() -> Criterion {
 criterion_group! {
     name = benches;
     config = config();
-    targets = bench_insert, bench_cancel, bench_expire
+    targets = bench_insert, bench_cancel, bench_expire, bench_mixed
 }
 criterion_main!(benches);

@@ -294,6 +294,34 @@ fn million_insert_cancel_cycles_keep_the_slab_bounded() {
 }
 
 #[test]
+fn churn_beside_a_long_lived_timer_keeps_the_slab_bounded() {
+    // A keepalive-like timer holds a far slot while a million others come
+    // and go (some rescheduled first) in the same slot.
+    let mut w = wheel();
+    let keep = w.insert(Instant::from_secs(7_200), u32::MAX);
+    let mut ids = Vec::new();
+    for i in 0..1_000_000u32 {
+        let d = Instant::from_secs(7_200) + Duration::from_millis(u64::from(i % 1000));
+        ids.push(w.insert(d, i));
+        if ids.len() == 100 {
+            for (k, id) in ids.drain(..).enumerate() {
+                if k % 7 == 0 {
+                    let id = w.reschedule(id, Instant::from_secs(7_201)).unwrap();
+                    assert_eq!(w.cancel(id), Some(i - 99 + k as u32));
+                } else {
+                    w.cancel(id).unwrap();
+                }
+            }
+        }
+    }
+    assert_eq!(w.len(), 1);
+    assert!(w.entries.len() <= 101);
+    assert_eq!(w.next_deadline(), Some(Instant::from_secs(7_200)));
+    assert_eq!(w.cancel(keep), Some(u32::MAX));
+    assert!(w.is_empty());
+}
+
+#[test]
 fn expire_reuses_entries_so_steady_churn_does_not_grow_the_slab() {
     let mut w = TimerWheel::with_capacity(Instant::ZERO, DEFAULT_TICK, 1_000);
     let mut out = Vec::with_capacity(1_000);
