@@ -13,6 +13,8 @@
 //! and cascades included, against the timers it fired). Untimed work keeps
 //! the pending count steady: inserted timers are cancelled again, cancelled
 //! ones re-inserted, fired ones re-armed, and the heap's tombstones purged.
+//! So the heap's cancel figure leaves out the cost its tombstones cause
+//! later; the mixed workload (`timer_mixed`) times everything for both.
 
 use std::cmp::Reverse;
 use std::collections::BinaryHeap;

@@ -100,6 +100,10 @@ const NO_LIST: u16 = u16::MAX;
 
 /// Names one armed timer. Copy it freely: once the timer has fired or been
 /// cancelled, every operation on the id is a no-op that returns `None`.
+///
+/// The generation is 32 bits, and a freed entry is the next one reused, so
+/// an id kept across 2^32 reuses of its entry could alias a later timer:
+/// forget an id when its timer fires or is cancelled.
 #[derive(Clone, Copy, PartialEq, Eq, Hash, Debug)]
 pub struct TimerId {
     index: u32,
