@@ -1314,7 +1314,15 @@ impl Endpoint {
             refused: 0,
         };
         let mut dirty = std::mem::take(&mut self.dirty);
+        // Once the device refuses a segment, the transmit burst is full:
+        // the connections not yet served keep their place and go first
+        // next time, instead of each being asked (and refused) in turn.
+        let mut served = 0;
         for &index in &dirty {
+            if sink.refused > 0 {
+                break;
+            }
+            served += 1;
             if let Some(s) = self.slots[index as usize].socket.as_mut() {
                 s.dirty = false;
                 if let Kind::Connection(c) = &mut s.kind {
@@ -1322,13 +1330,19 @@ impl Endpoint {
                 }
             }
         }
+        let waiting: Vec<u32> = dirty.drain(served..).collect();
         // Connections that still owe something (the device refused a
         // segment) go back on the dirty list and retry on the next poll.
         for &index in &dirty {
             self.after_change(index);
         }
         dirty.clear();
-        if self.dirty.is_empty() {
+        if !waiting.is_empty() {
+            // Not served this time: first in line next time.
+            let mut line = waiting;
+            line.append(&mut self.dirty);
+            self.dirty = line;
+        } else if self.dirty.is_empty() {
             self.dirty = dirty;
         }
         self.counters.segments_out += sink.out;

@@ -181,9 +181,83 @@ pub fn judge(record: &TimeWaitRecord, seg: &TcpRepr<'_>) -> TimeWaitVerdict {
     TimeWaitVerdict::Drop
 }
 
+/// Records in fixed-size chunks, so the ring never holds more than one
+/// spare chunk (a doubling `VecDeque` would waste up to half its memory).
+struct ChunkRing {
+    chunks: VecDeque<Vec<TimeWaitRecord>>,
+    /// Records already popped from the first chunk.
+    skip: usize,
+    len: usize,
+}
+
+const CHUNK: usize = 1024;
+
+impl ChunkRing {
+    fn new() -> ChunkRing {
+        ChunkRing {
+            chunks: VecDeque::new(),
+            skip: 0,
+            len: 0,
+        }
+    }
+    fn len(&self) -> usize {
+        self.len
+    }
+    fn is_empty(&self) -> bool {
+        self.len == 0
+    }
+    fn push_back(&mut self, r: TimeWaitRecord) {
+        if self.chunks.back().is_none_or(|c| c.len() == CHUNK) {
+            self.chunks.push_back(Vec::with_capacity(CHUNK));
+        }
+        self.chunks.back_mut().expect("just ensured").push(r);
+        self.len += 1;
+    }
+    fn front(&self) -> Option<&TimeWaitRecord> {
+        (self.len > 0).then(|| &self[0])
+    }
+    fn pop_front(&mut self) -> Option<TimeWaitRecord> {
+        if self.len == 0 {
+            return None;
+        }
+        let r = self.chunks[0][self.skip];
+        self.skip += 1;
+        self.len -= 1;
+        if self.skip == self.chunks[0].len() {
+            if self.chunks.len() > 1 {
+                self.chunks.pop_front();
+            } else {
+                self.chunks[0].clear();
+            }
+            self.skip = 0;
+        }
+        Some(r)
+    }
+    fn memory_bytes(&self) -> usize {
+        self.chunks.iter().map(|c| c.capacity()).sum::<usize>()
+            * core::mem::size_of::<TimeWaitRecord>()
+            + self.chunks.capacity() * core::mem::size_of::<Vec<TimeWaitRecord>>()
+    }
+}
+
+impl core::ops::Index<usize> for ChunkRing {
+    type Output = TimeWaitRecord;
+    fn index(&self, i: usize) -> &TimeWaitRecord {
+        let j = self.skip + i;
+        &self.chunks[j / CHUNK][j % CHUNK]
+    }
+}
+
+impl core::ops::IndexMut<usize> for ChunkRing {
+    fn index_mut(&mut self, i: usize) -> &mut TimeWaitRecord {
+        let j = self.skip + i;
+        &mut self.chunks[j / CHUNK][j % CHUNK]
+    }
+}
+
 /// The TIME-WAIT records of one endpoint.
 pub struct TimeWaitTable<S> {
-    ring: VecDeque<TimeWaitRecord>,
+    ring: ChunkRing,
     /// Absolute position of `ring[0]`.
     head: u32,
     /// Ring positions of live records, keyed by their tuple's hash.
@@ -196,7 +270,7 @@ pub struct TimeWaitTable<S> {
 impl<S: BuildHasher> TimeWaitTable<S> {
     pub fn new(hasher: S, two_msl: Duration) -> Self {
         TimeWaitTable {
-            ring: VecDeque::new(),
+            ring: ChunkRing::new(),
             head: 0,
             index: HashTable::new(),
             hasher,
@@ -216,8 +290,7 @@ impl<S: BuildHasher> TimeWaitTable<S> {
 
     /// Bytes held by the records and the index, capacity included.
     pub fn memory_bytes(&self) -> usize {
-        self.ring.capacity() * core::mem::size_of::<TimeWaitRecord>()
-            + self.index.capacity() * (core::mem::size_of::<u32>() + 1)
+        self.ring.memory_bytes() + self.index.capacity() * (core::mem::size_of::<u32>() + 1)
     }
 
     fn slot(&self, pos: u32) -> usize {
@@ -314,9 +387,6 @@ impl<S: BuildHasher> TimeWaitTable<S> {
             }
             self.head = self.head.wrapping_add(1);
         }
-        if self.ring.is_empty() && self.ring.capacity() > 1024 {
-            self.ring.shrink_to(1024);
-        }
         n
     }
 }
@@ -371,6 +441,27 @@ mod tests {
         assert!(t.get(&tuple(1002)).is_none());
         assert!(t.get(&tuple(1003)).is_some());
         assert_eq!(t.next_expiry(), Some(Instant::from_secs(63)));
+    }
+
+    #[test]
+    fn thousands_of_records_span_chunks_and_expire_in_order() {
+        let mut t = table();
+        for i in 0..3000u16 {
+            t.insert(rec(i, Instant::from_millis(60_000 + i as u64)));
+        }
+        t.remove(&tuple(1500));
+        assert!(t.get(&tuple(2999)).is_some());
+        let mut gone = Vec::new();
+        t.expire(Instant::from_millis(62_000), |r| {
+            gone.push(r.tuple.local.port())
+        });
+        assert_eq!(gone.len(), 2000, "0..=2000 minus the removed one");
+        assert_eq!(gone[0], 0);
+        assert_eq!(*gone.last().unwrap(), 2000);
+        assert!(!gone.contains(&1500));
+        assert_eq!(t.len(), 999);
+        // The first chunk went back; two remain, plus the index.
+        assert!(t.memory_bytes() <= 2 * 1024 * 40 + 4096 * 5 + 1024);
     }
 
     #[test]
