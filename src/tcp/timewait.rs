@@ -203,9 +203,6 @@ impl ChunkRing {
     fn len(&self) -> usize {
         self.len
     }
-    fn is_empty(&self) -> bool {
-        self.len == 0
-    }
     fn push_back(&mut self, r: TimeWaitRecord) {
         if self.chunks.back().is_none_or(|c| c.len() == CHUNK) {
             self.chunks.push_back(Vec::with_capacity(CHUNK));
