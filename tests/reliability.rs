@@ -468,3 +468,27 @@ fn cubic_connection_recovers_from_loss_and_reduces_by_beta() {
     assert!((7699..=7700).contains(&t.conn.info().ssthresh));
     assert_eq!(t.conn.info().congestion, Algorithm::Cubic);
 }
+
+#[test]
+fn a_window_shrunk_to_zero_under_data_in_flight_is_probed_and_recovers() {
+    let mut t = established(&config(Algorithm::NewReno), NO_OPTIONS);
+    write(&mut t, 3 * MSS);
+    assert_eq!(data_of(&t.dispatch()).len(), 3);
+    // The peer acknowledges nothing and advertises a zero window.
+    let mut shrink = ack_of(0, &[]);
+    shrink.window_len = 0;
+    send!(t, shrink);
+    // At the RTO the retransmission cannot go: a probe (SND.UNA - 1) does.
+    t.now = t.conn.poll_at();
+    let out = t.dispatch();
+    assert_eq!(out.len(), 1, "{out:?}");
+    assert_eq!(out[0].seq_number, seq(0) - 1);
+    assert!(out[0].payload.is_empty());
+    // The probe's ACK reopens the window and the data flows again.
+    send!(t, ack_of(0, &[]));
+    let resent = data_of(&t.dispatch());
+    assert_eq!(resent[0], (0, MSS));
+    send!(t, ack_of(3 * MSS, &[]));
+    assert_eq!(t.conn.state(), State::Established);
+    assert_eq!(t.conn.info().bytes_in_flight, 0);
+}

@@ -1725,6 +1725,13 @@ impl Connection {
         }
         // Go back to SND.UNA (SACKed ranges are skipped when resending).
         self.snd_nxt = self.snd_una;
+        if self.snd_wnd == 0 && self.state.is_synchronized() {
+            // The peer shrank its window to zero under data in flight: the
+            // retransmission cannot go, so it becomes a window probe (as
+            // Linux's tcp_retransmit_timer does); its ACK reopens the window.
+            self.probe_now = true;
+            self.counters.zero_window_probes += 1;
+        }
         if matches!(self.state, State::SynSent | State::SynReceived) {
             self.resend_syn = true;
         }
