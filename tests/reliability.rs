@@ -492,3 +492,28 @@ fn a_window_shrunk_to_zero_under_data_in_flight_is_probed_and_recovers() {
     assert_eq!(t.conn.state(), State::Established);
     assert_eq!(t.conn.info().bytes_in_flight, 0);
 }
+
+#[test]
+fn challenge_acks_are_rate_limited_per_rfc_5961_section_7() {
+    let mut t = established(&config(Algorithm::NewReno), NO_OPTIONS);
+    // Ten in-window RSTs that are not exact, within one second.
+    for i in 0..10u32 {
+        let mut rst = peer(
+            IRS + 1 + 100 + i as usize,
+            seq(0),
+            TcpFlags::RST,
+            NO_OPTIONS,
+        );
+        rst.window_len = 0;
+        send!(t, rst);
+    }
+    let out = t.dispatch();
+    assert_eq!(out.len(), 5, "five challenge ACKs a second: {out:?}");
+    let c = t.conn.counters();
+    assert_eq!((c.challenge_acks, c.challenge_acks_suppressed), (5, 5));
+    assert_eq!(t.conn.state(), State::Established);
+    // A second later the budget is back.
+    t.now += Duration::from_secs(1);
+    send!(t, peer(IRS + 1 + 50, seq(0), TcpFlags::SYN, NO_OPTIONS));
+    assert_eq!(t.dispatch().len(), 1);
+}

@@ -82,6 +82,8 @@ pub struct ConnectionCounters {
     pub bad_acks: u64,
     /// Challenge ACKs sent (RFC 5961 §3.2, §4).
     pub challenge_acks: u64,
+    /// Challenge ACKs not sent because of the rate limit (RFC 5961 §7).
+    pub challenge_acks_suppressed: u64,
     /// Out-of-order segments stored for reassembly.
     pub ooo_segments: u64,
     /// Out-of-order segments dropped because the assembler was full.
@@ -290,6 +292,10 @@ pub struct Connection {
     /// at least every second full-sized segment).
     unacked_rx: usize,
     keepalive_probes: u32,
+    /// Start of the current one-second challenge-ACK window, and how many
+    /// were sent in it (RFC 5961 §7).
+    challenge_window: Instant,
+    challenge_sent: u8,
     /// An RST is owed to the peer (abort, linger timeout).
     rst_now: bool,
     /// SYN-RECEIVED saw a retransmitted SYN: resend the SYN-ACK.
@@ -418,6 +424,8 @@ impl Connection {
             ack_immediate: false,
             unacked_rx: 0,
             keepalive_probes: 0,
+            challenge_window: Instant::ZERO,
+            challenge_sent: 0,
             rst_now: false,
             resend_syn: false,
             probe_now: false,
@@ -1120,7 +1128,7 @@ impl Connection {
             if f.syn() {
                 // A new SYN for this 4-tuple: RFC 5961 §4 challenge ACK. Safe
                 // reuse of the tuple is the endpoint's decision.
-                self.challenge_ack();
+                self.challenge_ack(now);
                 return;
             }
             if f.fin() && seg.seq_number + seg.segment_len() == self.rcv_nxt {
@@ -1178,7 +1186,7 @@ impl Connection {
         // in-window gets a challenge ACK).
         if f.rst() {
             if seq != self.rcv_nxt {
-                self.challenge_ack();
+                self.challenge_ack(now);
                 return;
             }
             match self.state {
@@ -1200,7 +1208,7 @@ impl Connection {
             if self.state == State::SynReceived && seq == self.irs {
                 self.resend_syn = true;
             } else {
-                self.challenge_ack();
+                self.challenge_ack(now);
             }
             return;
         }
@@ -1490,7 +1498,21 @@ impl Connection {
     }
 
     /// RFC 5961 §3.2/§4: <SEQ=SND.NXT><ACK=RCV.NXT><CTL=ACK>.
-    fn challenge_ack(&mut self) {
+    /// RFC 5961 §7: challenge ACKs are rate-limited, so a blind attacker
+    /// cannot use them to probe for sequence numbers or to make us flood
+    /// the peer. At most five per second per connection (FreeBSD's
+    /// tcp_ack_war defaults); the rest are counted and not sent.
+    fn challenge_ack(&mut self, now: Instant) {
+        const PER_SECOND: u8 = 5;
+        if now >= self.challenge_window + Duration::from_secs(1) {
+            self.challenge_window = now;
+            self.challenge_sent = 0;
+        }
+        if self.challenge_sent >= PER_SECOND {
+            self.counters.challenge_acks_suppressed += 1;
+            return;
+        }
+        self.challenge_sent += 1;
         self.counters.challenge_acks += 1;
         self.ack_immediate = true;
     }
