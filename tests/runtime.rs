@@ -164,3 +164,44 @@ fn every_core_thread_is_joined_when_the_runtime_is_dropped() {
     // The devices went with their threads: the peers' queues are unshared.
     drop(peers);
 }
+
+#[test]
+fn control_operations_run_on_the_owning_core() {
+    let (dev, _peer) = ChannelDevice::pair(16);
+    let rt = Runtime::start(
+        RuntimeConfig::default(),
+        vec![CoreSetup {
+            device: Box::new(dev),
+            stack: StackConfig::new(B_MAC, B_IP, 24),
+            app: Box::new(|_: &mut CoreContext<'_>| {}),
+        }],
+    )
+    .unwrap();
+    let (tx, rx) = std::sync::mpsc::channel();
+    // Open a listener on core 0 from this thread.
+    rt.submit(
+        0,
+        Box::new(move |ctx: &mut CoreContext<'_>| {
+            let tcp = &mut ctx.stack.tcp;
+            let l = tcp.socket().unwrap();
+            tcp.bind(l, SocketAddrV4::new(B_IP, 80)).unwrap();
+            tcp.listen(l, 8).unwrap();
+            tx.send((ctx.core, std::thread::current().name().map(String::from)))
+                .unwrap();
+        }),
+    )
+    .map_err(|_| ())
+    .unwrap();
+    let (core, thread) = rx.recv_timeout(std::time::Duration::from_secs(5)).unwrap();
+    assert_eq!(core, 0);
+    assert_eq!(thread.as_deref(), Some("flowlane-core-0"));
+    let t0 = std::time::Instant::now();
+    while rt.stats()[0].states[State::Listen as usize] != 1 {
+        assert!(t0.elapsed() < std::time::Duration::from_secs(5));
+        std::thread::sleep(std::time::Duration::from_millis(2));
+    }
+    assert!(rt
+        .submit(7, Box::new(|_: &mut CoreContext<'_>| {}))
+        .is_err());
+    rt.join().unwrap();
+}

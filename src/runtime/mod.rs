@@ -202,11 +202,23 @@ impl Mailbox {
     }
 }
 
+/// A control operation run on a core's own thread, between two loop
+/// iterations (open a listener, close a connection, read something).
+pub type ControlOp = Box<dyn FnOnce(&mut CoreContext<'_>) + Send>;
+
+/// Operations queued for one core: bounded, lock-free, dropped and counted
+/// when full.
+struct ControlQueue {
+    ops: ArrayQueue<ControlOp>,
+    dropped: AtomicU64,
+}
+
 /// A running set of per-core loops.
 pub struct Runtime {
     threads: Vec<JoinHandle<io::Result<()>>>,
     stop: Arc<AtomicBool>,
     stats: Arc<Vec<Mutex<CoreStats>>>,
+    control: Arc<Vec<ControlQueue>>,
 }
 
 impl Runtime {
@@ -229,22 +241,36 @@ impl Runtime {
                 .map(|_| Mailbox::new(config.mailbox_frames))
                 .collect(),
         );
+        let control: Arc<Vec<ControlQueue>> = Arc::new(
+            (0..n)
+                .map(|_| ControlQueue {
+                    ops: ArrayQueue::new(256),
+                    dropped: AtomicU64::new(0),
+                })
+                .collect(),
+        );
         let clock = Clock::new();
         let mut threads = Vec::with_capacity(n);
         for (core, setup) in cores.into_iter().enumerate() {
             let stop = stop.clone();
             let stats = stats.clone();
             let mailboxes = mailboxes.clone();
+            let control = control.clone();
             let config = config.clone();
             let handle = std::thread::Builder::new()
                 .name(format!("flowlane-core-{core}"))
-                .spawn(move || run_core(core, setup, config, clock, &stop, &stats, &mailboxes))?;
+                .spawn(move || {
+                    run_core(
+                        core, setup, config, clock, &stop, &stats, &mailboxes, &control,
+                    )
+                })?;
             threads.push(handle);
         }
         Ok(Runtime {
             threads,
             stop,
             stats,
+            control,
         })
     }
 
@@ -260,6 +286,25 @@ impl Runtime {
 
     pub fn is_stopped(&self) -> bool {
         self.stop.load(Ordering::Acquire)
+    }
+
+    /// Runs `op` on core `core`'s thread between two loop iterations. Fails
+    /// (and counts) if that core's queue is full or the core does not exist.
+    pub fn submit(&self, core: usize, op: ControlOp) -> Result<(), ControlOp> {
+        match self.control.get(core) {
+            Some(q) => q.ops.push(op).inspect_err(|_| {
+                q.dropped.fetch_add(1, Ordering::Relaxed);
+            }),
+            None => Err(op),
+        }
+    }
+
+    /// Control operations refused because a core's queue was full.
+    pub fn control_dropped(&self) -> u64 {
+        self.control
+            .iter()
+            .map(|q| q.dropped.load(Ordering::Relaxed))
+            .sum()
     }
 
     /// The latest statistics each core published.
@@ -303,6 +348,7 @@ impl Drop for Runtime {
     }
 }
 
+#[allow(clippy::too_many_arguments)]
 fn run_core(
     core: usize,
     setup: CoreSetup,
@@ -311,6 +357,7 @@ fn run_core(
     stop: &AtomicBool,
     stats: &[Mutex<CoreStats>],
     mailboxes: &[Mailbox],
+    control: &[ControlQueue],
 ) -> io::Result<()> {
     if !config.cpus.is_empty() {
         let cpu = config.cpus[core % config.cpus.len()];
@@ -355,6 +402,10 @@ fn run_core(
                 stack: &mut stack,
                 stop,
             };
+            while let Some(op) = control[core].ops.pop() {
+                op(&mut ctx);
+                moved = true;
+            }
             app(&mut ctx);
         }
         loops += 1;
