@@ -14,7 +14,8 @@
 //! Time is real: a clock that both stacks read advances by the elapsed wall
 //! time (read every [`CLOCK_EVERY`] steps, so reading it costs little), so
 //! delayed ACKs, retransmission and TIME-WAIT timers run as they would on a
-//! NIC, and a 60 s TIME-WAIT lasts 60 s.
+//! NIC, and a 60 s TIME-WAIT lasts 60 s. (`insn_count` makes it virtual, see
+//! [`VIRTUAL_STEP_MICROS`], so instruction counts do not depend on speed.)
 
 use std::collections::VecDeque;
 use std::net::SocketAddrV4;
