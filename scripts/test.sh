@@ -27,3 +27,6 @@ cargo test --all-targets
 # much for an unoptimised build, so these run optimised (they are ignored
 # in the build above).
 cargo test --release --test time_wait --test scale
+# Benchmarks only in criterion's quick "does it run" mode: one iteration of
+# each, no timing.
+cargo bench --benches -- --test
