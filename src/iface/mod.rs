@@ -117,7 +117,8 @@ struct Pending {
 pub struct Interface {
     config: InterfaceConfig,
     netmask: u32,
-    neighbors: HashMap<Ipv4Addr, Neighbor>,
+    /// Keyed hash: peers choose their addresses.
+    neighbors: HashMap<Ipv4Addr, Neighbor, ahash::RandomState>,
     /// Last ARP request per unresolved address.
     requested: HashMap<Ipv4Addr, Instant>,
     pending: VecDeque<Pending>,
@@ -150,7 +151,7 @@ impl Interface {
             tx: FrameBatch::with_capacity(config.tx_burst),
             netmask,
             config,
-            neighbors: HashMap::new(),
+            neighbors: HashMap::with_hasher(ahash::RandomState::with_seeds(3, 1, 4, 1)),
             requested: HashMap::new(),
             pending: VecDeque::new(),
             counters: InterfaceCounters::default(),
@@ -422,9 +423,14 @@ impl Interface {
         }
         // A frame from a neighbour refreshes what we know of it (only if we
         // already know it, so spoofed frames cannot fill the cache).
+        // Refreshed only when less than half its lifetime is left: one hash
+        // lookup per frame would be wasted on a busy flow.
+        let ttl = self.config.arp_ttl;
         if let Some(n) = self.neighbors.get_mut(&src) {
-            if n.mac == eth.src_addr {
-                n.expires_at = now + self.config.arp_ttl;
+            if n.mac == eth.src_addr
+                && n.expires_at < now + Duration::from_micros(ttl.total_micros() / 2)
+            {
+                n.expires_at = now + ttl;
             }
         }
         let body = packet.payload();

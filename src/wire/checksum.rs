@@ -8,10 +8,11 @@
 //! when the sum over it (checksum field included) is `0xffff`.
 //!
 //! Speed: RFC 1071 §2(B) notes the sum may be computed over larger words and
-//! folded, because 2^16 ≡ 1 modulo 2^16 - 1. We add big-endian 32-bit words
-//! into 64-bit accumulators (no carry handling in the loop) and fold at the
-//! end. Byte order is fixed to big-endian, so the result is independent of the
-//! host (RFC 1071 §2(A) byte-order independence is not needed).
+//! folded, because 2^16 ≡ 1 modulo 2^16 - 1. We add 32-bit words in the
+//! host's byte order into 64-bit accumulators (no carry handling and no byte
+//! swapping in the loop), fold at the end, and swap the folded 16-bit sum
+//! once: RFC 1071 §2(A), the sum is independent of byte order up to that
+//! final swap.
 
 use core::net::Ipv4Addr;
 
@@ -20,7 +21,7 @@ use core::net::Ipv4Addr;
 /// 1 GiB keep that true for any slice without a check in the inner loop.
 const BLOCK: usize = 1 << 30;
 
-/// Folds a 64-bit sum of big-endian words to a 16-bit ones-complement sum.
+/// Folds a 64-bit sum of words to a 16-bit ones-complement sum.
 #[inline]
 fn fold(mut sum: u64) -> u16 {
     sum = (sum & 0xffff_ffff) + (sum >> 32);
@@ -34,8 +35,14 @@ fn fold(mut sum: u64) -> u16 {
 #[inline]
 fn word(chunk: &[u8]) -> u64 {
     // `chunks_exact(4)` guarantees the length; the conversion cannot fail and
-    // compiles to a single load.
-    u32::from_be_bytes([chunk[0], chunk[1], chunk[2], chunk[3]]) as u64
+    // compiles to a single load, with no byte swap.
+    u32::from_ne_bytes([chunk[0], chunk[1], chunk[2], chunk[3]]) as u64
+}
+
+/// A folded sum of host-order words, as the big-endian sum RFC 1071 means.
+#[inline]
+fn to_be(sum: u16) -> u16 {
+    u16::from_be(sum)
 }
 
 /// Sum of `data` as big-endian 32-bit words (an odd tail padded with zero
@@ -55,14 +62,12 @@ fn sum_block(data: &[u8]) -> u64 {
     for c in &mut rest {
         acc0 += word(c);
     }
-    match *rest.remainder() {
-        [] => {}
-        // A trailing odd byte is padded with a zero byte (RFC 1071 §1).
-        [a] => acc1 += (a as u64) << 8,
-        [a, b] => acc1 += u16::from_be_bytes([a, b]) as u64,
-        [a, b, c] => acc1 += ((u16::from_be_bytes([a, b]) as u64) << 16) + ((c as u64) << 8),
-        _ => unreachable!("remainder of chunks_exact(4) is shorter than 4"),
-    }
+    // The tail, padded with zero bytes after it (RFC 1071 §1: an odd byte
+    // is the high byte of a word whose low byte is zero).
+    let tail = rest.remainder();
+    let mut last = [0u8; 4];
+    last[..tail.len()].copy_from_slice(tail);
+    acc1 += word(&last);
     acc0 + acc1
 }
 
@@ -73,13 +78,13 @@ fn sum_block(data: &[u8]) -> u64 {
 /// has even length.
 pub fn data(data: &[u8]) -> u16 {
     if data.len() <= BLOCK {
-        return fold(sum_block(data));
+        return to_be(fold(sum_block(data)));
     }
     let mut sum = 0u64;
     for block in data.chunks(BLOCK) {
         sum += fold(sum_block(block)) as u64;
     }
-    fold(sum)
+    to_be(fold(sum))
 }
 
 /// Ones-complement sum of already-summed pieces. Not inverted.
