@@ -634,8 +634,7 @@ impl Endpoint {
             },
         };
         let cfg = self.conn_config(&self.sock(h)?.opts);
-        let iss = self.isn.isn(now, local, remote);
-        let ts_offset = self.isn.hash(local, remote, 1);
+        let (iss, ts_offset) = self.isn.isn_and_ts_offset(now, local, remote);
         let mut conn = Connection::connect(&cfg, local, remote, iss, ts_offset);
         if self.record_history {
             conn.record_history();
@@ -705,7 +704,7 @@ impl Endpoint {
             return true;
         };
         let tsval =
-            (now.total_millis() as u32).wrapping_add(self.isn.hash(tuple.local, tuple.remote, 1));
+            (now.total_millis() as u32).wrapping_add(self.isn.ts_offset(tuple.local, tuple.remote));
         if !(self.config.tcp.timestamps && rec.allows_active_reuse(tsval)) {
             return false;
         }
@@ -1119,11 +1118,10 @@ impl Endpoint {
         let cfg = l.config.clone();
         let linger = opts.linger;
         let opts = opts.clone();
-        let mut iss = self.isn.isn(now, key.local, key.remote);
+        let (mut iss, ts_offset) = self.isn.isn_and_ts_offset(now, key.local, key.remote);
         if let Some(floor) = iss_floor {
             iss = iss.max(floor);
         }
-        let ts_offset = self.isn.hash(key.local, key.remote, 1);
         let mut conn = Connection::accept_syn(&cfg, key.local, key.remote, seg, iss, ts_offset);
         if self.record_history {
             conn.record_history();
@@ -1293,7 +1291,9 @@ impl Endpoint {
         });
         self.release_gen += expired as u64;
         let mut expired = std::mem::take(&mut self.expired);
-        self.timers.expire(now, &mut expired);
+        if self.timers.next_deadline().is_some_and(|t| t <= now) {
+            self.timers.expire(now, &mut expired);
+        }
         for (index, gen) in expired.drain(..) {
             let slot = &mut self.slots[index as usize];
             if slot.gen != gen {

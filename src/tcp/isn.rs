@@ -24,19 +24,42 @@ impl IsnGenerator {
     /// F(): the keyed hash of the 4-tuple, without the clock term. Also used
     /// to derive per-connection timestamp offsets (RFC 7323 §5.4).
     pub fn hash(&self, local: SocketAddrV4, remote: SocketAddrV4, salt: u8) -> u32 {
+        self.hash64(local, remote, salt) as u32
+    }
+
+    fn hash64(&self, local: SocketAddrV4, remote: SocketAddrV4, salt: u8) -> u64 {
         let mut h = SipHasher24::new_with_key(&self.key);
         h.write(&local.ip().octets());
         h.write_u16(local.port());
         h.write(&remote.ip().octets());
         h.write_u16(remote.port());
         h.write_u8(salt);
-        h.finish() as u32
+        h.finish()
     }
 
     /// RFC 6528 §3: M is a timer ticking every 4 µs.
     pub fn isn(&self, now: Instant, local: SocketAddrV4, remote: SocketAddrV4) -> SeqNumber {
+        self.isn_and_ts_offset(now, local, remote).0
+    }
+
+    /// The ISN and the connection's timestamp offset (RFC 7323 §5.4) from
+    /// one keyed hash: its low half is F() for the ISN, its high half the
+    /// offset. One SipHash per connection instead of two.
+    pub fn isn_and_ts_offset(
+        &self,
+        now: Instant,
+        local: SocketAddrV4,
+        remote: SocketAddrV4,
+    ) -> (SeqNumber, u32) {
+        let h = self.hash64(local, remote, 0);
         let m = (now.total_micros() / 4) as u32;
-        SeqNumber(m.wrapping_add(self.hash(local, remote, 0)))
+        (SeqNumber(m.wrapping_add(h as u32)), (h >> 32) as u32)
+    }
+
+    /// The timestamp offset alone (for a TIME-WAIT reuse check before the
+    /// connection exists); equal to `isn_and_ts_offset(..).1`.
+    pub fn ts_offset(&self, local: SocketAddrV4, remote: SocketAddrV4) -> u32 {
+        (self.hash64(local, remote, 0) >> 32) as u32
     }
 }
 
