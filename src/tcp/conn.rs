@@ -901,6 +901,12 @@ impl Connection {
             | State::FinWait1
             | State::Closing
             | State::LastAck => {
+                // Nothing queued past SND.NXT and no FIN to send: nothing to
+                // send (the common case after a burst went out).
+                let off = self.snd_nxt - self.snd_una;
+                if !self.fin_queued && self.tx.len() <= off && self.recovery.is_none() {
+                    return false;
+                }
                 if let Some(Recovery { sack: true, .. }) = self.recovery {
                     let smss = self.snd_mss;
                     let pipe =

@@ -1244,7 +1244,11 @@ impl Endpoint {
             }
         } else {
             match s.timer {
-                Some((_, t)) if t == at => {}
+                // A later deadline keeps the earlier entry: it fires early,
+                // finds nothing due and is re-armed then. RTO and delayed
+                // ACK move later on almost every segment; this saves the
+                // wheel a reschedule per segment.
+                Some((_, t)) if t <= at => {}
                 Some((id, _)) => {
                     self.timers.reschedule(id, at);
                     s.timer = Some((id, at));
