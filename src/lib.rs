@@ -10,9 +10,11 @@
 //! - [`phy`]: devices that move frames in batches; the in-memory link.
 //! - [`iface`]: Ethernet, ARP, IPv4, ICMP and the demux to TCP.
 //! - [`api`]: the Rust socket API every front end builds on.
+//! - [`apps`]: the echo and HTTP servers (and test clients) on that API.
 #![deny(unsafe_code)]
 
 pub mod api;
+pub mod apps;
 pub mod iface;
 pub mod phy;
 pub mod rand;

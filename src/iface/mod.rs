@@ -127,6 +127,8 @@ pub struct Interface {
     steering: Option<Steering>,
     /// Frames for other cores, with the core, until the runtime takes them.
     misdirected: Vec<(usize, Vec<u8>)>,
+    /// The frame being processed came from another core (see `inject`).
+    injected: bool,
 }
 
 /// Which core this interface is, and the hash that assigns flows to cores.
@@ -154,6 +156,7 @@ impl Interface {
             counters: InterfaceCounters::default(),
             steering: None,
             misdirected: Vec::new(),
+            injected: false,
         }
     }
 
@@ -179,7 +182,9 @@ impl Interface {
     /// Processes one frame that did not come from the device (a frame
     /// another core forwarded here); replies go out on the next poll.
     pub fn inject(&mut self, now: Instant, frame: &[u8], tcp: &mut Endpoint) {
+        self.injected = true;
         self.process_frame(now, frame, tcp);
+        self.injected = false;
     }
     pub fn counters(&self) -> &InterfaceCounters {
         &self.counters
@@ -274,7 +279,18 @@ impl Interface {
             return;
         }
         match eth_repr.ethertype {
-            EtherType::Arp => self.process_arp(now, eth.payload()),
+            EtherType::Arp => {
+                // Every core keeps its own ARP cache, but a reply lands on
+                // whichever queue the NIC picks: on a sharded stack each
+                // core also gets a copy of the ARP frames that arrive here
+                // (to learn from; only the receiving core answers).
+                if let (Some(st), false) = (&self.steering, self.injected) {
+                    for core in (0..st.rss.queues()).filter(|&c| c != st.core) {
+                        self.misdirected.push((core, frame.to_vec()));
+                    }
+                }
+                self.process_arp(now, eth.payload())
+            }
             EtherType::Ipv4 => self.process_ipv4(now, eth_repr, frame, eth.payload(), tcp),
             _ => self.counters.unsupported += 1,
         }
@@ -315,7 +331,7 @@ impl Interface {
             self.counters.not_for_us += 1;
             return;
         }
-        if operation == ArpOperation::Request {
+        if operation == ArpOperation::Request && !self.injected {
             let reply = ArpRepr::EthernetIpv4 {
                 operation: ArpOperation::Reply,
                 source_hardware_addr: self.config.mac,
