@@ -318,7 +318,8 @@ fn flowlane_client(dev: Dev) {
     let _echo = KernelEcho::start(&topo.kernel, SocketAddrV4::new(Ipv4Addr::UNSPECIFIED, 9000));
     let received = Arc::new(Mutex::new(Vec::with_capacity(64 * MIB)));
     let result: Arc<Mutex<Option<(Outcome, u64, u64)>>> = Arc::default();
-    let shorts: Arc<Mutex<Option<(u64, u64, Vec<String>)>>> = Arc::default();
+    type ShortResult = Option<(u64, u64, Vec<String>)>;
+    let shorts: Arc<Mutex<ShortResult>> = Arc::default();
     let (r, res, sh) = (received.clone(), result.clone(), shorts.clone());
     let inproc = InProc::start(&mut topo, 1, move |_| {
         let r = r.clone();
@@ -725,8 +726,7 @@ fn xdp_two_queues_two_cores() {
             let prefix = format!("core {c}: accepted ");
             let line = out
                 .lines()
-                .filter(|l| l.trim_start().starts_with(&prefix))
-                .last()
+                .rfind(|l| l.trim_start().starts_with(&prefix))
                 .unwrap_or_else(|| panic!("no per-core line for core {c}:\n{out}"));
             line.trim_start()[prefix.len()..]
                 .split(',')

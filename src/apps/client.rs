@@ -23,6 +23,9 @@ pub fn fill_pattern(seed: u64, offset: u64, buf: &mut [u8]) {
     }
 }
 
+/// Where a [`BulkClient`] hands the bytes it receives.
+pub type DataSink = Box<dyn FnMut(&[u8]) + Send>;
+
 /// How a client run ended.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub enum Outcome {
@@ -54,7 +57,7 @@ pub struct BulkClient {
     chunk: Vec<u8>,
     chunk_off: u64,
     rx: Vec<u8>,
-    on_data: Box<dyn FnMut(&[u8]) + Send>,
+    on_data: DataSink,
     started: Option<Instant>,
     last_progress: Instant,
     elapsed: Duration,
@@ -70,7 +73,7 @@ impl BulkClient {
         total: u64,
         seed: u64,
         timeout: Duration,
-        on_data: Box<dyn FnMut(&[u8]) + Send>,
+        on_data: DataSink,
     ) -> BulkClient {
         BulkClient {
             remote,

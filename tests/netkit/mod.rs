@@ -657,8 +657,7 @@ pub fn ss_lines(ss: &str, addr: SocketAddrV4) -> Vec<String> {
 /// The per-state count line flowlane printed last (`  states: ...`).
 pub fn last_states_line(out: &str) -> String {
     out.lines()
-        .filter(|l| l.trim_start().starts_with("states:"))
-        .last()
+        .rfind(|l| l.trim_start().starts_with("states:"))
         .unwrap_or("")
         .to_string()
 }

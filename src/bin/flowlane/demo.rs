@@ -63,6 +63,11 @@ pub struct DemoArgs {
     /// flowlane's device.
     #[arg(long, value_enum, default_value_t = DemoDevice::Xdp)]
     device: DemoDevice,
+    /// Let flowlane's core spin when idle. On a small machine this takes a
+    /// CPU from the kernel clients; by default the core backs off to short
+    /// sleeps (at most 200 µs) when a spin finds nothing to do.
+    #[arg(long)]
+    busy_poll: bool,
 }
 
 const PORT: u16 = 8080;
@@ -98,6 +103,8 @@ struct Flowlane {
     drain: Arc<AtomicBool>,
     addr: SocketAddrV4,
     what: String,
+    /// The table's column title.
+    title: String,
 }
 
 impl Flowlane {
@@ -155,8 +162,14 @@ fn run_inner(args: &DemoArgs, term: &AtomicBool) -> io::Result<()> {
     let mut tap_name = None;
     let mut fl = start_flowlane(args, &server_ns, &client_ns, &veth, &mut tap_name)?;
     println!(
-        "flowlane: HTTP on {} over {}, one core, busy-polling",
-        fl.addr, fl.what
+        "flowlane: HTTP on {} over {}, one core, {}",
+        fl.addr,
+        fl.what,
+        if args.busy_poll {
+            "busy-polling"
+        } else {
+            "polling with back-off when idle"
+        }
     );
     let linux_addr = SocketAddrV4::new(veth.host(3), PORT);
     let listener = server_ns.run(|| TcpListener::bind(linux_addr))??;
@@ -232,8 +245,8 @@ fn run_inner(args: &DemoArgs, term: &AtomicBool) -> io::Result<()> {
         }
     }
     if let (Some(f), Some(l)) = (flowlane_col, linux_col) {
-        rows.push((format!("flowlane ({})", fl.what), f));
-        rows.push(("Linux (kernel TCP, veth)".to_string(), l));
+        rows.push((fl.title.clone(), f));
+        rows.push(("Linux, veth".to_string(), l));
         print_table(&rows);
     }
     fl.stop();
@@ -264,8 +277,9 @@ fn start_flowlane(
             Err(e) => println!("AF_XDP cannot be set up ({e}); falling back to tap"),
         }
     }
-    let (device, mac, ip, what): (Box<dyn Device + Send>, _, _, String) = match xdp {
+    let (device, mac, ip, what, title): (Box<dyn Device + Send>, _, _, String, String) = match xdp {
         Some(d) => {
+            let title = format!("flowlane, AF_XDP {}", d.mode());
             let what = format!(
                 "AF_XDP on {} ({} mode, {} XDP)",
                 d.ifname(),
@@ -273,7 +287,7 @@ fn start_flowlane(
                 d.attach_mode().name()
             );
             let mac = d.mac();
-            (Box::new(d) as _, mac, veth.flowlane_addr(), what)
+            (Box::new(d) as _, mac, veth.flowlane_addr(), what, title)
         }
         None => {
             let name = netns::unique_name('t');
@@ -293,6 +307,7 @@ fn start_flowlane(
                 mac,
                 std::net::Ipv4Addr::new(10, 77, sub, 2),
                 what,
+                "flowlane, tap".to_string(),
             )
         }
     };
@@ -305,7 +320,13 @@ fn start_flowlane(
     };
     let rt = Runtime::start(
         RuntimeConfig {
-            idle: IdlePolicy::BusyPoll,
+            idle: if args.busy_poll {
+                IdlePolicy::BusyPoll
+            } else {
+                IdlePolicy::Backoff {
+                    max_sleep: flowlane::time::Duration::from_micros(200),
+                }
+            },
             ..RuntimeConfig::default()
         },
         vec![core],
@@ -316,6 +337,7 @@ fn start_flowlane(
         drain,
         addr: SocketAddrV4::new(ip, PORT),
         what,
+        title,
     })
 }
 
