@@ -76,7 +76,16 @@ fn binary_http(dev: Dev) {
         .kernel
         .exec(
             "curl",
-            &["-sS", "-v", "--max-time", "10", &url, &format!("{url}two")],
+            &[
+                "--noproxy",
+                "*",
+                "-sS",
+                "-v",
+                "--max-time",
+                "10",
+                &url,
+                &format!("{url}two"),
+            ],
         )
         .expect("curl");
     let body = String::from_utf8_lossy(&out.stdout);
@@ -90,7 +99,7 @@ fn binary_http(dev: Dev) {
     );
     // Connection: close is honoured; HTTP/1.0 closes by default.
     for extra in [&["-H", "Connection: close"][..], &["-0"][..]] {
-        let mut args = vec!["-sS", "-i", "--max-time", "10"];
+        let mut args = vec!["--noproxy", "*", "-sS", "-i", "--max-time", "10"];
         args.extend_from_slice(extra);
         args.push(&url);
         let out = topo.kernel.exec("curl", &args).expect("curl");
