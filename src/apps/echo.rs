@@ -109,6 +109,10 @@ impl Server for EchoServer {
         if let Some(l) = self.listener.get(stack) {
             while let Ok((h, _)) = stack.tcp.accept(l) {
                 self.counters.accepted += 1;
+                // Echoes go back as soon as they are read: Nagle's
+                // algorithm would only hold a small one behind the previous
+                // one's ACK.
+                let _ = stack.tcp.set_options(h, |o| o.nodelay = true);
                 self.conns.push(Conn {
                     h,
                     buf: vec![0; BUFFER],

@@ -521,6 +521,9 @@ impl Server for HttpServer {
         if let Some(l) = self.listener.get(stack) {
             while let Ok((h, _)) = stack.tcp.accept(l) {
                 self.counters.accepted += 1;
+                // Responses are written whole: Nagle's algorithm would only
+                // hold a response back behind the previous one's ACK.
+                let _ = stack.tcp.set_options(h, |o| o.nodelay = true);
                 self.conns.push(Conn {
                     h,
                     session: Session::new(),
