@@ -680,11 +680,28 @@ fn lossy_echo(dev: Dev) {
     });
     let c = published.lock().unwrap().counters;
     println!(
-        "{dev:?}: 16 MiB each way through 5 % loss in {:.2} s; flowlane retransmits {}; nft: {}",
+        "{dev:?}: 16 MiB each way through 5 % loss in {:.2} s; flowlane retransmits {} (RTOs {}, fast {}); nft: {}",
         t.as_secs_f64(),
         c.retransmits,
+        c.rtos,
+        c.fast_retransmits,
         topo.loss_counters()
     );
+    // The kernel's view of the same transfer (diagnostics only).
+    if let Ok(out) = topo.kernel.exec(
+        "nstat",
+        &[
+            "-az",
+            "TcpRetransSegs",
+            "TcpExtTCPTimeouts",
+            "TcpExtTCPSackRecovery",
+            "TcpExtTCPLossProbes",
+            "TcpExtTCPSACKReorder",
+            "TcpExtTCPOFOQueue",
+        ],
+    ) {
+        println!("{dev:?}: kernel:\n{}", String::from_utf8_lossy(&out.stdout));
+    }
     assert!(c.retransmits > 0, "5 % loss but no retransmission: {c:?}");
 }
 

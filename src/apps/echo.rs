@@ -9,7 +9,7 @@
 use crate::api::{SocketError, SocketHandle, Stack};
 use crate::time::{Duration, Instant};
 
-use super::{retransmits_of, AppCounters, Listener, Server, DEFAULT_IDLE_TIMEOUT};
+use super::{count_retransmits, AppCounters, Listener, Server, DEFAULT_IDLE_TIMEOUT};
 
 /// Bytes a connection holds between reading and writing back.
 pub const BUFFER: usize = 64 * 1024;
@@ -135,7 +135,7 @@ impl Server for EchoServer {
                 Next::Keep => i += 1,
                 Next::Closed | Next::Failed => {
                     let c = self.conns.swap_remove(i);
-                    self.counters.retransmits += retransmits_of(stack, c.h);
+                    count_retransmits(stack, c.h, &mut self.counters);
                     if matches!(next, Next::Failed) {
                         self.counters.failed += 1;
                     }
@@ -150,7 +150,7 @@ impl Server for EchoServer {
     fn shutdown(&mut self, stack: &mut Stack, now: Instant) {
         self.listener.close(stack, now);
         for c in self.conns.drain(..) {
-            self.counters.retransmits += retransmits_of(stack, c.h);
+            count_retransmits(stack, c.h, &mut self.counters);
             self.counters.finished += 1;
             let _ = stack.tcp.close(c.h, now);
         }

@@ -19,7 +19,7 @@
 use crate::api::{SocketError, SocketHandle, Stack};
 use crate::time::{Duration, Instant};
 
-use super::{retransmits_of, AppCounters, Listener, Server, DEFAULT_IDLE_TIMEOUT};
+use super::{count_retransmits, AppCounters, Listener, Server, DEFAULT_IDLE_TIMEOUT};
 
 /// The body of every `200 OK`.
 pub const BODY: &[u8] = b"Hello from flowlane!\n";
@@ -551,7 +551,7 @@ impl Server for HttpServer {
                 Next::Keep => i += 1,
                 Next::Closed | Next::Failed => {
                     let c = self.conns.swap_remove(i);
-                    self.counters.retransmits += retransmits_of(stack, c.h);
+                    count_retransmits(stack, c.h, &mut self.counters);
                     if matches!(next, Next::Failed) {
                         self.counters.failed += 1;
                     }
@@ -566,7 +566,7 @@ impl Server for HttpServer {
     fn shutdown(&mut self, stack: &mut Stack, now: Instant) {
         self.listener.close(stack, now);
         for c in self.conns.drain(..) {
-            self.counters.retransmits += retransmits_of(stack, c.h);
+            count_retransmits(stack, c.h, &mut self.counters);
             self.counters.finished += 1;
             let _ = stack.tcp.close(c.h, now);
         }

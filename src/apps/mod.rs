@@ -74,6 +74,10 @@ pub struct AppCounters {
     pub bytes_out: u64,
     /// TCP segments retransmitted on the connections the server let go of.
     pub retransmits: u64,
+    /// Of those connections: retransmission timeouts, and fast
+    /// retransmits (duplicate ACKs or SACK loss detection).
+    pub rtos: u64,
+    pub fast_retransmits: u64,
     /// Connections open now.
     pub active: u64,
 }
@@ -90,6 +94,8 @@ impl AppCounters {
         self.bytes_in += other.bytes_in;
         self.bytes_out += other.bytes_out;
         self.retransmits += other.retransmits;
+        self.rtos += other.rtos;
+        self.fast_retransmits += other.fast_retransmits;
         self.active += other.active;
     }
 }
@@ -213,11 +219,11 @@ fn open_listener(stack: &mut Stack, port: u16) -> Result<SocketHandle, SocketErr
     }
 }
 
-/// The retransmissions a connection made so far (0 if it is gone).
-pub(crate) fn retransmits_of(stack: &Stack, h: SocketHandle) -> u64 {
-    stack
-        .tcp
-        .info(h)
-        .map(|i| i.counters.retransmits)
-        .unwrap_or(0)
+/// Adds a connection's retransmission counters (nothing if it is gone).
+pub(crate) fn count_retransmits(stack: &Stack, h: SocketHandle, counters: &mut AppCounters) {
+    if let Ok(i) = stack.tcp.info(h) {
+        counters.retransmits += i.counters.retransmits;
+        counters.rtos += i.counters.rtos;
+        counters.fast_retransmits += i.counters.fast_retransmits;
+    }
 }
