@@ -503,7 +503,7 @@ fn print_stats(start: StdInstant, stats: &[CoreStats], apps: &[AppCounters]) {
         out,
         "[{:7.1} s] frames rx {} tx {}, bytes rx {} tx {}; segments in {} out {}; \
          connections accepted {} active {} failed {}; requests {} (bad {}); \
-         retransmits {}; rst sent {}; resets {}; not for us {}; malformed {}; \
+         retransmits {} (timeouts {}); rst sent {}; resets {}; not for us {}; malformed {}; \
          icmp echo replies {}; misdirected {}",
         start.elapsed().as_secs_f64(),
         t.iface.rx_frames,
@@ -518,6 +518,7 @@ fn print_stats(start: StdInstant, stats: &[CoreStats], apps: &[AppCounters]) {
         a.requests,
         a.bad_requests,
         a.retransmits,
+        a.rtos,
         t.tcp.rst_sent,
         t.tcp.connections_reset,
         t.iface.not_for_us,
