@@ -12,9 +12,11 @@
 //! - [`iface`]: Ethernet, ARP, IPv4, ICMP and the demux to TCP.
 //! - [`shard`]: which core owns a flow: the RSS (Toeplitz) hash and port choice.
 //! - [`api`]: the Rust socket API every front end builds on.
+//! - [`apps`]: the echo and HTTP servers (and test clients) on that API.
 #![deny(unsafe_code)]
 
 pub mod api;
+pub mod apps;
 pub mod iface;
 pub mod phy;
 pub mod rand;

@@ -791,3 +791,44 @@ fn tcp_segment_in_a_link_layer_broadcast_frame_is_discarded() {
     assert!(out.is_empty(), "answered a broadcast SYN: {out:02x?}");
     assert_eq!(h.stack.tcp.counters().segments_in, 0);
 }
+
+/// On a sharded stack every core keeps its own ARP cache, and an ARP reply
+/// lands on whichever queue the NIC picks: the receiving core answers and
+/// forwards a copy to each other core, which learns from it without
+/// answering again (and without forwarding it on).
+#[test]
+fn arp_frames_are_shared_with_the_other_cores() {
+    use flowlane::shard::rss::{Rss, MICROSOFT_KEY};
+    let mut core0 = Host::new();
+    let mut core1 = Host::new();
+    core0
+        .stack
+        .set_steering(Some((Rss::new(MICROSOFT_KEY, 3), 0)));
+    core1
+        .stack
+        .set_steering(Some((Rss::new(MICROSOFT_KEY, 3), 1)));
+    let request = ArpRepr::EthernetIpv4 {
+        operation: ArpOperation::Request,
+        source_hardware_addr: PEER_MAC,
+        source_protocol_addr: PEER_IP,
+        target_hardware_addr: EthernetAddress([0; 6]),
+        target_protocol_addr: OUR_IP,
+    };
+    let frame = arp_frame(PEER_MAC, EthernetAddress::BROADCAST, &request);
+    let out = core0.feed(frame.clone());
+    assert_eq!(out.len(), 1, "core 0 answers the request");
+    let copies: Vec<(usize, Vec<u8>)> = core0.stack.iface.take_misdirected().collect();
+    assert_eq!(
+        copies.iter().map(|(c, _)| *c).collect::<Vec<_>>(),
+        [1, 2],
+        "a copy for each other core"
+    );
+    assert!(copies.iter().all(|(_, f)| *f == frame));
+    // Core 1 learns the peer from the copy, sends nothing and forwards
+    // nothing.
+    let now = core1.now;
+    core1.stack.inject(now, &copies[0].1);
+    assert!(core1.poll().is_empty(), "only the receiving core answers");
+    assert_eq!(core1.stack.iface.take_misdirected().count(), 0);
+    assert_eq!(core1.stack.iface.neighbor(PEER_IP, now), Some(PEER_MAC));
+}

@@ -330,7 +330,9 @@ impl Interface {
             self.counters.not_for_us += 1;
             return;
         }
-        if operation == ArpOperation::Request {
+        // A copy forwarded from another core only teaches: the core that
+        // received the request answers it.
+        if operation == ArpOperation::Request && !self.injecting {
             let reply = ArpRepr::EthernetIpv4 {
                 operation: ArpOperation::Reply,
                 source_hardware_addr: self.config.mac,
