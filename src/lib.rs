@@ -10,9 +10,13 @@
 //! - [`phy`]: devices that move frames in batches; the in-memory link.
 //! - [`iface`]: Ethernet, ARP, IPv4, ICMP and the demux to TCP.
 //! - [`api`]: the Rust socket API every front end builds on.
+//! - [`runtime`]: the pinned per-core loops.
+//! - `ffi`: the C ABI (`include/flowlane.h`) over `api` and `runtime`.
 #![deny(unsafe_code)]
 
 pub mod api;
+#[cfg(target_os = "linux")]
+pub mod ffi;
 pub mod iface;
 pub mod phy;
 pub mod rand;
