@@ -63,7 +63,7 @@ thread_local! {
 
 fn set_last_error(msg: &str) {
     let c = CString::new(msg.replace('\0', " ")).unwrap_or_default();
-    LAST_ERROR.with(|l| *l.borrow_mut() = c);
+    let _ = LAST_ERROR.try_with(|l| *l.borrow_mut() = c);
 }
 
 /// The panic boundary every exported function body runs in: the body is a
@@ -446,14 +446,17 @@ pub unsafe extern "C" fn fl_run(
 /// `rt` is NULL or from `fl_start`.
 #[no_mangle]
 pub unsafe extern "C" fn fl_stop(rt: *mut fl_runtime) {
-    // No panic boundary machinery beyond this: nothing here can panic, and
-    // catch_unwind is not async-signal-safe-free of allocation on panic.
-    if rt.is_null() || !runtime_is_live(rt as usize) {
-        return;
-    }
-    // SAFETY: live (in the registry); `stop` is an Arc<AtomicBool> set once
-    // at start and never moved, and storing to it is async-signal-safe.
-    unsafe { (*rt).inner.stop.store(true, Ordering::Release) };
+    // Signal-safe: no allocation, no lock; catch_unwind costs nothing
+    // unless something panics, which nothing here can.
+    ffi_boundary!((), {
+        if rt.is_null() || !runtime_is_live(rt as usize) {
+            return Ok(());
+        }
+        // SAFETY: live (in the registry); `stop` is an Arc<AtomicBool> set
+        // once at start and never moved; storing to it is async-signal-safe.
+        unsafe { (*rt).inner.stop.store(true, Ordering::Release) };
+        Ok(())
+    })
 }
 
 /// Frees a runtime that is not running (before `fl_run`, or after it
@@ -517,7 +520,11 @@ pub extern "C" fn fl_ctx_now_us(ctx: *const fl_ctx) -> u64 {
 /// on this thread; owned by flowlane.
 #[no_mangle]
 pub extern "C" fn fl_last_error() -> *const c_char {
-    LAST_ERROR.with(|l| l.borrow().as_ptr())
+    ffi_boundary!(c"".as_ptr(), {
+        Ok(LAST_ERROR
+            .try_with(|l| l.borrow().as_ptr())
+            .unwrap_or(c"".as_ptr()))
+    })
 }
 
 /// flowlane's version, e.g. "0.1.0" (a static string).
@@ -528,7 +535,7 @@ pub extern "C" fn fl_version() -> *const c_char {
             Ok(v) => v,
             Err(_) => c"",
         };
-    VERSION.as_ptr()
+    ffi_boundary!(c"".as_ptr(), { Ok(VERSION.as_ptr()) })
 }
 
 // ----- addresses and buffers ----------------------------------------------------------
