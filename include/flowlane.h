@@ -239,7 +239,10 @@ const char *fl_version(void);
 // socket (SOCK_NONBLOCK and SOCK_CLOEXEC are accepted and implied).
 // Returns a descriptor (> 0, meaningful only to this core's context) or -1:
 // EAFNOSUPPORT (not AF_INET), EPROTONOSUPPORT (not TCP), EMFILE (no free
-// descriptor or socket), EINVAL/EBADF (ctx).
+// descriptor or socket), EINVAL/EBADF (ctx). A descriptor encodes a slot,
+// the core and a generation (so a closed, stale or other core's descriptor
+// is EBADF): it is a large int, not below FD_SETSIZE — find per-connection
+// state through `epoll_event.data`, not an array indexed by descriptor.
 int fl_socket(struct fl_ctx *ctx, int domain, int type, int protocol);
 
 // `bind(2)` to an address of this stack (or INADDR_ANY); port 0 picks a
@@ -408,7 +411,9 @@ int fl_epoll_ctl(struct fl_ctx *ctx, int epfd, int op, int fd, struct epoll_even
 // for inside a loop callback — the frames that would make a socket ready
 // are received between callbacks. `timeout_ms` is accepted for source
 // compatibility and every value behaves like 0; the loop is called again
-// after the next poll of the device. Errors: EINVAL (`maxevents` <= 0,
+// after the next poll of the device. A call looks at every socket in the
+// set, unless nothing (no frame, no call, no millisecond) happened since
+// the last call that found nothing. Errors: EINVAL (`maxevents` <= 0,
 // `epfd` not an epoll instance), EFAULT (NULL `events`), EBADF.
 //
 // # Safety
