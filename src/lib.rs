@@ -13,10 +13,14 @@
 //! - [`shard`]: which core owns a flow: the RSS (Toeplitz) hash and port choice.
 //! - [`api`]: the Rust socket API every front end builds on.
 //! - [`apps`]: the echo and HTTP servers (and test clients) on that API.
+//! - [`runtime`]: the pinned per-core loops.
+//! - `ffi`: the C ABI (`include/flowlane.h`) over `api` and `runtime`.
 #![deny(unsafe_code)]
 
 pub mod api;
 pub mod apps;
+#[cfg(target_os = "linux")]
+pub mod ffi;
 pub mod iface;
 pub mod phy;
 pub mod rand;

@@ -620,9 +620,18 @@ fn two_queues(attach: AttachMode) {
         });
         assert!(q1.stats().rx_frames > before, "queue 1 stopped receiving");
     }
-    // The last queue closing detaches the program.
+    // The last queue closing detaches the program. Seen once in a full
+    // suite run: the program still listed right after the close, so allow
+    // the kernel a moment (bounded) before calling it left behind.
     drop(q1);
-    let shown = a.ip(&["link", "show", "dev", &local]).unwrap();
+    let mut shown = String::new();
+    for _ in 0..100 {
+        shown = a.ip(&["link", "show", "dev", &local]).unwrap();
+        if !shown.contains("prog/xdp") {
+            break;
+        }
+        std::thread::sleep(StdDuration::from_millis(20));
+    }
     assert!(
         !shown.contains("prog/xdp"),
         "XDP program left on {local}: {shown}"
