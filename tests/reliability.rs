@@ -517,3 +517,24 @@ fn challenge_acks_are_rate_limited_per_rfc_5961_section_7() {
     send!(t, peer(IRS + 1 + 50, seq(0), TcpFlags::SYN, NO_OPTIONS));
     assert_eq!(t.dispatch().len(), 1);
 }
+
+#[test]
+fn nagle_does_not_hold_the_tail_of_a_segment_split_by_the_send_ring_wrap() {
+    let mut cfg = config(Algorithm::NewReno);
+    cfg.nodelay = false;
+    cfg.tx_buffer = 1000;
+    let mut t = established(&cfg, NO_OPTIONS);
+    write(&mut t, 900);
+    assert_eq!(data_of(&t.dispatch()), [(0, 900)]);
+    // 800 acknowledged: the ring's head moves to 800, 100 bytes stay queued.
+    send!(t, ack_of(800, &[]));
+    write(&mut t, 300);
+    assert!(
+        t.dispatch().is_empty(),
+        "Nagle: small data waits for the ACK"
+    );
+    send!(t, ack_of(900, &[]));
+    // 300 bytes, stored across the ring's end: two segments at once, the
+    // second not held back as if it were a small write.
+    assert_eq!(data_of(&t.dispatch()), [(900, 100), (1000, 200)]);
+}

@@ -171,6 +171,16 @@ impl RingBuffer {
         n
     }
 
+    /// Moves the head back to the start of storage when nothing is queued.
+    /// Only for a ring with nothing written ahead of its end (a send ring,
+    /// or a receive ring with no out-of-order data): request/response
+    /// traffic then never wraps, and stays in the same cache lines.
+    pub fn rewind_if_empty(&mut self) {
+        if self.length == 0 {
+            self.read_at = 0;
+        }
+    }
+
     /// Writes `data` into free space starting `offset` bytes past the end of
     /// the allocated data, without allocating it (out-of-order segments);
     /// returns how many bytes fit. Never writes past the capacity, so never

@@ -309,6 +309,9 @@ pub struct Connection {
     ws_ok: bool,
     /// Sequence number of our FIN once it has been sent.
     fin_seq: Option<SeqNumber>,
+    /// The last data segment was cut short by the send ring's wrap: its
+    /// tail is not a small write, so Nagle must not hold it.
+    split_tail: bool,
     /// The application asked for a FIN (close or shutdown(write)).
     fin_queued: bool,
     /// The application shut down its read side: data is discarded.
@@ -432,6 +435,7 @@ impl Connection {
             pending_rst_reply: None,
             ws_ok: false,
             fin_seq: None,
+            split_tail: false,
             fin_queued: false,
             rd_shutdown: false,
             orphan: false,
@@ -733,6 +737,9 @@ impl Connection {
             return Err(RecvError::WouldBlock);
         }
         let n = self.rx.dequeue_slice(buf);
+        if self.assembler.is_empty() {
+            self.rx.rewind_if_empty();
+        }
         self.window_update_due();
         Ok(n)
     }
@@ -966,7 +973,7 @@ impl Connection {
         if !resend && len < mss && !fin && self.snd_max > self.snd_una {
             let window_limited = len < unsent;
             let sws = window_limited && len < (self.max_snd_wnd as usize) / 2;
-            let nagle = !window_limited && !self.cfg.nodelay;
+            let nagle = !window_limited && !self.cfg.nodelay && !self.split_tail;
             if sws || nagle {
                 return None;
             }
@@ -1628,6 +1635,7 @@ impl Connection {
         }
         let data = acked.min(self.tx.len());
         self.tx.dequeue_allocated(data);
+        self.tx.rewind_if_empty();
         self.counters.bytes_acked += data as u64;
         self.snd_una = ack;
         if self.snd_nxt < self.snd_una {
@@ -2056,6 +2064,7 @@ impl Connection {
         len: usize,
     ) -> Option<(usize, bool)> {
         let carried = self.tx.get_allocated(off, len).len();
+        self.split_tail = carried < len;
         let flags = if carried < len {
             TcpFlags(flags.0 & !TcpFlags::FIN.0)
         } else {
