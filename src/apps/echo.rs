@@ -9,19 +9,10 @@
 use crate::api::{SocketError, SocketHandle, Stack};
 use crate::time::{Duration, Instant};
 
-use super::{count_retransmits, AppCounters, Listener, Server, DEFAULT_IDLE_TIMEOUT};
+use super::{retire, AppCounters, Listener, Next, Server, DEFAULT_IDLE_TIMEOUT};
 
 /// Bytes a connection holds between reading and writing back.
 pub const BUFFER: usize = 64 * 1024;
-
-/// What one poll of a connection decided.
-enum Next {
-    Keep,
-    /// Closed gracefully (FIN sent or about to be).
-    Closed,
-    /// Failed (reset, timed out, ...): handle released.
-    Failed,
-}
 
 struct Conn {
     h: SocketHandle,
@@ -126,21 +117,14 @@ impl Server for EchoServer {
         let mut i = 0;
         while i < self.conns.len() {
             let c = &mut self.conns[i];
-            let mut next = Self::poll_conn(c, stack, now, &mut self.counters);
-            if matches!(next, Next::Keep) && now - c.last_active > self.idle_timeout {
-                self.counters.idle_closed += 1;
-                next = Next::Closed;
-            }
+            let next = Self::poll_conn(c, stack, now, &mut self.counters);
+            let next = next.or_idle(c.last_active, now, self.idle_timeout, &mut self.counters);
             match next {
                 Next::Keep => i += 1,
                 Next::Closed | Next::Failed => {
                     let c = self.conns.swap_remove(i);
-                    count_retransmits(stack, c.h, &mut self.counters);
-                    if matches!(next, Next::Failed) {
-                        self.counters.failed += 1;
-                    }
-                    self.counters.finished += 1;
-                    let _ = stack.tcp.close(c.h, now);
+                    let failed = matches!(next, Next::Failed);
+                    retire(stack, c.h, failed, now, &mut self.counters);
                 }
             }
         }
@@ -150,9 +134,7 @@ impl Server for EchoServer {
     fn shutdown(&mut self, stack: &mut Stack, now: Instant) {
         self.listener.close(stack, now);
         for c in self.conns.drain(..) {
-            count_retransmits(stack, c.h, &mut self.counters);
-            self.counters.finished += 1;
-            let _ = stack.tcp.close(c.h, now);
+            retire(stack, c.h, false, now, &mut self.counters);
         }
         self.counters.active = 0;
     }

@@ -19,7 +19,7 @@
 use crate::api::{SocketError, SocketHandle, Stack};
 use crate::time::{Duration, Instant};
 
-use super::{count_retransmits, AppCounters, Listener, Server, DEFAULT_IDLE_TIMEOUT};
+use super::{retire, AppCounters, Listener, Next, Server, DEFAULT_IDLE_TIMEOUT};
 
 /// The body of every `200 OK`.
 pub const BODY: &[u8] = b"Hello from flowlane!\n";
@@ -409,12 +409,6 @@ struct Conn {
     last_active: Instant,
 }
 
-enum Next {
-    Keep,
-    Closed,
-    Failed,
-}
-
 /// Bytes read per `recv`.
 const READ_CHUNK: usize = 16 * 1024;
 
@@ -540,23 +534,16 @@ impl Server for HttpServer {
         while i < self.conns.len() {
             let c = &mut self.conns[i];
             let (req0, bad0) = (c.session.requests, c.session.bad_requests);
-            let mut next = Self::poll_conn(c, stack, now, &mut self.scratch, &mut self.counters);
+            let next = Self::poll_conn(c, stack, now, &mut self.scratch, &mut self.counters);
             self.counters.requests += c.session.requests - req0;
             self.counters.bad_requests += c.session.bad_requests - bad0;
-            if matches!(next, Next::Keep) && now - c.last_active > self.idle_timeout {
-                self.counters.idle_closed += 1;
-                next = Next::Closed;
-            }
+            let next = next.or_idle(c.last_active, now, self.idle_timeout, &mut self.counters);
             match next {
                 Next::Keep => i += 1,
                 Next::Closed | Next::Failed => {
                     let c = self.conns.swap_remove(i);
-                    count_retransmits(stack, c.h, &mut self.counters);
-                    if matches!(next, Next::Failed) {
-                        self.counters.failed += 1;
-                    }
-                    self.counters.finished += 1;
-                    let _ = stack.tcp.close(c.h, now);
+                    let failed = matches!(next, Next::Failed);
+                    retire(stack, c.h, failed, now, &mut self.counters);
                 }
             }
         }
@@ -566,9 +553,7 @@ impl Server for HttpServer {
     fn shutdown(&mut self, stack: &mut Stack, now: Instant) {
         self.listener.close(stack, now);
         for c in self.conns.drain(..) {
-            count_retransmits(stack, c.h, &mut self.counters);
-            self.counters.finished += 1;
-            let _ = stack.tcp.close(c.h, now);
+            retire(stack, c.h, false, now, &mut self.counters);
         }
         self.counters.active = 0;
     }

@@ -219,6 +219,50 @@ fn open_listener(stack: &mut Stack, port: u16) -> Result<SocketHandle, SocketErr
     }
 }
 
+/// What one poll of a server connection decided.
+pub(crate) enum Next {
+    Keep,
+    /// Closed gracefully (FIN sent or about to be).
+    Closed,
+    /// Failed (reset, timed out, ...): handle released.
+    Failed,
+}
+
+impl Next {
+    /// A connection that would stay but has been idle past the limit is
+    /// closed (counted).
+    pub(crate) fn or_idle(
+        self,
+        last_active: Instant,
+        now: Instant,
+        idle_timeout: Duration,
+        counters: &mut AppCounters,
+    ) -> Next {
+        if matches!(self, Next::Keep) && now - last_active > idle_timeout {
+            counters.idle_closed += 1;
+            return Next::Closed;
+        }
+        self
+    }
+}
+
+/// Lets go of a server connection: counts its retransmissions and its end
+/// (failed or not) and closes the handle.
+pub(crate) fn retire(
+    stack: &mut Stack,
+    h: SocketHandle,
+    failed: bool,
+    now: Instant,
+    counters: &mut AppCounters,
+) {
+    count_retransmits(stack, h, counters);
+    if failed {
+        counters.failed += 1;
+    }
+    counters.finished += 1;
+    let _ = stack.tcp.close(h, now);
+}
+
 /// Adds a connection's retransmission counters (nothing if it is gone).
 pub(crate) fn count_retransmits(stack: &Stack, h: SocketHandle, counters: &mut AppCounters) {
     if let Ok(i) = stack.tcp.info(h) {
