@@ -57,6 +57,35 @@ impl RingBuffer {
         }
     }
 
+    /// Has no storage yet (nothing written since construction or
+    /// [`release`](Self::release)).
+    pub fn lacks_storage(&self) -> bool {
+        self.cap > 0 && self.storage.len() != self.cap
+    }
+
+    /// Uses `buf` as storage if the ring has none and `buf` has the ring's
+    /// capacity (the old bytes in it are never read: only written bytes
+    /// are). Otherwise `buf` is handed back.
+    pub fn supply_storage(&mut self, buf: Box<[u8]>) -> Option<Box<[u8]>> {
+        if self.lacks_storage() && buf.len() == self.cap {
+            self.storage = buf;
+            None
+        } else {
+            Some(buf)
+        }
+    }
+
+    /// Takes the storage away (for a [`BufferPool`](super::BufferPool)),
+    /// discarding what is queued.
+    pub fn take_storage(&mut self) -> Option<Box<[u8]>> {
+        self.clear();
+        if self.storage.is_empty() {
+            None
+        } else {
+            Some(std::mem::take(&mut self.storage))
+        }
+    }
+
     fn ensure_storage(&mut self) {
         if self.storage.len() != self.cap {
             self.storage = vec![0; self.cap].into_boxed_slice();

@@ -16,7 +16,7 @@ use super::endpoint::FourTuple;
 use super::sack::Scoreboard;
 use super::timewait::TimeWaitRecord;
 use super::{Config, Sink, State};
-use crate::storage::{Assembler, RingBuffer};
+use crate::storage::{Assembler, BufferPool, RingBuffer};
 use crate::time::{Duration, Instant};
 use crate::wire::{SeqNumber, TcpFlags, TcpOptions, TcpRepr, TcpTimestamp};
 
@@ -608,6 +608,27 @@ impl Connection {
     }
 
     /// Starts recording every state this connection enters (for tests).
+    /// Gives the send ring storage from `pool` if it has none yet (before
+    /// the application's first write).
+    pub fn supply_tx_storage(&mut self, pool: &mut BufferPool) {
+        supply(&mut self.tx, pool);
+    }
+
+    /// Gives the receive ring storage from `pool` if it has none yet
+    /// (before the first segment with data).
+    pub fn supply_rx_storage(&mut self, pool: &mut BufferPool) {
+        supply(&mut self.rx, pool);
+    }
+
+    /// Hands both rings' storage to `pool` (the connection is going away).
+    pub fn recycle_storage(&mut self, pool: &mut BufferPool) {
+        for ring in [&mut self.tx, &mut self.rx] {
+            if let Some(buf) = ring.take_storage() {
+                pool.give(buf);
+            }
+        }
+    }
+
     pub fn record_history(&mut self) {
         self.history = Some(vec![self.state]);
     }
@@ -868,6 +889,18 @@ impl Connection {
 
     // ----- time -------------------------------------------------------------
 
+    /// The earliest of the connection's timers (`FAR_FUTURE` if none runs):
+    /// what [`poll_at`](Self::poll_at) says once a dispatch has sent all it
+    /// could.
+    #[inline]
+    pub fn next_timer(&self) -> Instant {
+        let mut t = Instant::FAR_FUTURE;
+        for &d in &self.timers {
+            t = t.min(d);
+        }
+        t
+    }
+
     /// When this connection next needs [`dispatch`](Self::dispatch): now if
     /// something is owed, else the earliest timer, else never.
     pub fn poll_at(&self) -> Instant {
@@ -881,12 +914,7 @@ impl Connection {
         {
             return Instant::ZERO;
         }
-        let mut t = self
-            .timers
-            .iter()
-            .copied()
-            .min()
-            .unwrap_or(Instant::FAR_FUTURE);
+        let mut t = self.next_timer();
         // A zero window closed on queued data with nothing in flight (so no
         // RTO either) needs the persist timer, which dispatch arms: without
         // it a lost window update would hang the connection (RFC 9293
@@ -2169,5 +2197,16 @@ impl Connection {
             }
         }
         true
+    }
+}
+
+/// Gives `ring` storage from `pool` if it has none yet.
+fn supply(ring: &mut RingBuffer, pool: &mut BufferPool) {
+    if ring.lacks_storage() {
+        if let Some(buf) = pool.take(ring.capacity()) {
+            if let Some(buf) = ring.supply_storage(buf) {
+                pool.give(buf);
+            }
+        }
     }
 }

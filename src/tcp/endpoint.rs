@@ -13,11 +13,27 @@ use std::sync::Arc;
 use super::conn::{Connection, RecvError, SendError, Shutdown, TcpError, TcpInfo};
 use super::timewait::{judge, TimeWaitTable, TimeWaitVerdict};
 use super::{rst_for_unexpected, Config, IsnGenerator, Sink, State};
+use crate::storage::BufferPool;
 use crate::time::{Duration, Instant};
 use crate::timer::{TimerId, TimerWheel};
 use crate::wire::TcpRepr;
 
 type FastMap<K, V> = HashMap<K, V, ahash::RandomState>;
+
+/// At most this much ring storage waits in the pool for new connections
+/// (256 rings of BENCHMARKS.md's 4 KiB, or 16 of 256 KiB).
+const POOL_BYTES: usize = 4 << 20;
+
+/// What a caller of `after_change_owing` knows of the work a connection owes.
+#[derive(Clone, Copy, PartialEq, Eq, Debug)]
+enum Owed {
+    /// It may owe something now: let the next dispatch find out.
+    Maybe,
+    /// A dispatch just sent everything it could: only timers are left.
+    Nothing,
+    /// Ask the connection (`Connection::poll_at`).
+    Unknown,
+}
 
 /// An application's reference to a socket.
 #[derive(Clone, Copy, PartialEq, Eq, Hash, Debug)]
@@ -245,6 +261,8 @@ pub struct Endpoint {
     timers: TimerWheel<(u32, u32)>,
     /// Reused buffer for the wheel's expired entries.
     expired: Vec<(u32, u32)>,
+    /// Ring storage of closed connections, for new ones.
+    pool: BufferPool,
     isn: IsnGenerator,
     local_addrs: Vec<Ipv4Addr>,
     port_cursor: u32,
@@ -310,6 +328,7 @@ impl Endpoint {
             dirty: Vec::new(),
             timers: TimerWheel::new(Instant::ZERO, timer_tick),
             expired: Vec::new(),
+            pool: BufferPool::new(POOL_BYTES),
             local_addrs: Vec::new(),
             counters: EndpointCounters::default(),
             states: [0; State::COUNT],
@@ -384,6 +403,20 @@ impl Endpoint {
         }
     }
 
+    /// [`conn_mut`](Self::conn_mut) borrowing only the slots.
+    fn conn_in(slots: &mut [Slot], h: SocketHandle) -> Result<&mut Connection, SocketError> {
+        match slots.get_mut(h.index as usize) {
+            Some(Slot {
+                gen,
+                socket: Some(s),
+            }) if *gen == h.gen && !s.released => match &mut s.kind {
+                Kind::Connection(c) => Ok(c),
+                _ => Err(SocketError::NotConnected),
+            },
+            _ => Err(SocketError::BadHandle),
+        }
+    }
+
     fn handle_of(&self, index: u32) -> SocketHandle {
         SocketHandle {
             index,
@@ -415,7 +448,10 @@ impl Endpoint {
 
     fn release_slot(&mut self, index: u32) {
         let slot = &mut self.slots[index as usize];
-        if let Some(s) = slot.socket.take() {
+        if let Some(mut s) = slot.socket.take() {
+            if let Kind::Connection(c) = &mut s.kind {
+                c.recycle_storage(&mut self.pool);
+            }
             if let Some(st) = s.counted {
                 self.states[st as usize] -= 1;
             }
@@ -737,8 +773,12 @@ impl Endpoint {
 
     /// `send(2)`: how many bytes were queued (maybe fewer than offered).
     pub fn send(&mut self, h: SocketHandle, data: &[u8]) -> Result<usize, SocketError> {
-        let r = match self.conn_mut(h) {
-            Ok(c) => c.send_slice(data),
+        let pool = &mut self.pool;
+        let r = match Self::conn_in(&mut self.slots, h) {
+            Ok(c) => {
+                c.supply_tx_storage(pool);
+                c.send_slice(data)
+            }
             Err(SocketError::NotConnected) => {
                 // A listener, or not connected yet.
                 return Err(SocketError::NotConnected);
@@ -751,7 +791,7 @@ impl Endpoint {
             SendError::Failed(e) => e.into(),
         })?;
         if n > 0 {
-            self.after_change(h.index);
+            self.after_change_owing(h.index, Owed::Maybe);
         }
         Ok(n)
     }
@@ -764,7 +804,7 @@ impl Endpoint {
             RecvError::NotConnected => SocketError::NotConnected,
             RecvError::Failed(e) => e.into(),
         })?;
-        self.after_change(h.index);
+        self.after_change_owing(h.index, Owed::Maybe);
         Ok(n)
     }
 
@@ -981,9 +1021,12 @@ impl Endpoint {
                 ..
             }) = &mut self.slots[index as usize].socket
             {
+                if !seg.payload.is_empty() {
+                    c.supply_rx_storage(&mut self.pool);
+                }
                 c.process(now, seg, sink);
             }
-            self.after_change(index);
+            self.after_change_owing(index, Owed::Maybe);
             return;
         }
         let mut iss_floor = None;
@@ -1148,6 +1191,16 @@ impl Endpoint {
     /// Bookkeeping after anything touched a socket: state counts, the
     /// listener's queues, the demux table, freeing, and scheduling.
     fn after_change(&mut self, index: u32) {
+        self.after_change_owing(index, Owed::Unknown)
+    }
+
+    /// [`after_change`](Self::after_change) with what the caller knows of
+    /// the work the connection owes: `Maybe` (the hot path: an API call or
+    /// a segment) only queues it for the next dispatch, which finds out;
+    /// `Nothing` (after a dispatch the device did not refuse) arms its
+    /// earliest timer without the dry run of the send path that
+    /// `Connection::poll_at` is.
+    fn after_change_owing(&mut self, index: u32, owed: Owed) {
         let Some(s) = self.slots[index as usize].socket.as_mut() else {
             return;
         };
@@ -1208,9 +1261,27 @@ impl Endpoint {
             return;
         };
         let state = c.state();
+        if owed == Owed::Maybe && state != State::Closed {
+            if !s.dirty {
+                s.dirty = true;
+                self.dirty.push(index);
+            }
+            return;
+        }
         // Convert once nothing is owed any more (the ACK of the peer's FIN
         // goes out first, from the connection).
-        if state == State::TimeWait && s.released && s.in_table && c.poll_at() > Instant::ZERO {
+        let owes_now = match owed {
+            Owed::Nothing => {
+                debug_assert_eq!(
+                    c.poll_at(),
+                    c.next_timer(),
+                    "a dispatch the device did not refuse left work owed ({state:?})"
+                );
+                false
+            }
+            Owed::Maybe | Owed::Unknown => c.poll_at() == Instant::ZERO,
+        };
+        if state == State::TimeWait && s.released && s.in_table && !owes_now {
             // The application let go: keep only the TIME-WAIT record. The
             // port stays in use until the record expires.
             let rec = c.time_wait_record().expect("in TIME-WAIT");
@@ -1232,7 +1303,11 @@ impl Endpoint {
             return;
         };
         // Work owed now, or a timer.
-        let at = c.poll_at();
+        let at = if owes_now {
+            Instant::ZERO
+        } else {
+            c.next_timer()
+        };
         if at == Instant::ZERO {
             if !s.dirty {
                 s.dirty = true;
@@ -1334,11 +1409,22 @@ impl Endpoint {
                 }
             }
         }
-        let waiting: Vec<u32> = dirty.drain(served..).collect();
-        // Connections that still owe something (the device refused a
-        // segment) go back on the dirty list and retry on the next poll.
-        for &index in &dirty {
-            self.after_change(index);
+        let waiting = if served < dirty.len() {
+            dirty.split_off(served)
+        } else {
+            Vec::new()
+        };
+        // Only the last connection served can have been refused; it still
+        // owes something and goes back on the dirty list (retried on the
+        // next poll). The others sent all they could.
+        let refused_last = sink.refused > 0;
+        for (i, &index) in dirty.iter().enumerate() {
+            let owed = if refused_last && i + 1 == dirty.len() {
+                Owed::Unknown
+            } else {
+                Owed::Nothing
+            };
+            self.after_change_owing(index, owed);
         }
         dirty.clear();
         if !waiting.is_empty() {
