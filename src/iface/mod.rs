@@ -525,6 +525,19 @@ impl Interface {
     /// Builds an IPv4 packet in a new frame; the body is written by `fill`.
     /// Returns false only when the transmit batch is full.
     fn send_ip(&mut self, now: Instant, ip: &Ipv4Repr, fill: impl FnOnce(&mut [u8])) -> bool {
+        self.send_ip_with_tail(now, ip, &[], fill)
+    }
+
+    /// [`send_ip`](Self::send_ip) for a packet whose body ends in `tail`:
+    /// the frame is built with `tail` already copied to its end, and `fill`
+    /// writes the rest of the body before it.
+    fn send_ip_with_tail(
+        &mut self,
+        now: Instant,
+        ip: &Ipv4Repr,
+        tail: &[u8],
+        fill: impl FnOnce(&mut [u8]),
+    ) -> bool {
         let Some(next_hop) = self.next_hop(ip.dst_addr) else {
             self.counters.no_route += 1;
             return true;
@@ -547,14 +560,15 @@ impl Interface {
             fill(packet.payload_mut());
         };
         if mac.is_some() {
-            self.tx.push_with(len, build);
+            self.tx.push_with_tail(len - tail.len(), tail, build);
             return true;
         }
         // Unresolved: keep the frame (bounded) and ask who has next_hop.
         if self.pending.len() >= self.config.arp_pending_max {
             self.counters.arp_pending_dropped += 1;
         } else {
-            let mut frame = vec![0u8; len];
+            let mut frame = vec![0u8; len - tail.len()];
+            frame.extend_from_slice(tail);
             build(&mut frame);
             self.pending.push_back(Pending {
                 next_hop,
@@ -630,9 +644,12 @@ impl Sink for TxSink<'_> {
             payload_len: repr.buffer_len(),
             hop_limit: 64,
         };
-        self.iface.send_ip(self.now, &ip, |buf| {
-            let mut p = TcpPacket::new_unchecked(buf);
-            repr.emit(&mut p, src, dst, true);
-        })
+        // The payload is copied once, straight after the headers, not into
+        // a zeroed frame.
+        self.iface
+            .send_ip_with_tail(self.now, &ip, repr.payload, |buf| {
+                let mut p = TcpPacket::new_unchecked(buf);
+                repr.emit_around_payload(&mut p, src, dst, true);
+            })
     }
 }

@@ -449,6 +449,27 @@ impl Link {
 
     fn receive_at(&mut self, to: usize, now: Instant, batch: &mut FrameBatch, max: usize) -> usize {
         let mut received = 0;
+        if self.ports == 2 {
+            // A cable: one direction in, no merge by delivery time.
+            let dir = &mut self.dirs[(1 - to) * 2 + to];
+            while received < max {
+                match dir.queue.front() {
+                    Some(f) if f.deliver_at <= now => {}
+                    _ => break,
+                }
+                let Some(mut item) = dir.queue.pop_front() else {
+                    break;
+                };
+                dir.stats.delivered += 1;
+                dir.stats.bytes_delivered += item.frame.len() as u64;
+                batch.push_swap(&mut item.frame);
+                if item.frame.capacity() > 0 && self.free.len() < FREE_LIST_MAX {
+                    self.free.push(item.frame);
+                }
+                received += 1;
+            }
+            return received;
+        }
         while received < max {
             let mut best: Option<(usize, Instant, u64)> = None;
             for from in (0..self.ports).filter(|&from| from != to) {

@@ -83,6 +83,17 @@ impl FrameBatch {
         f(buf);
     }
 
+    /// Appends a frame of `head` bytes filled by `f` followed by a copy of
+    /// `tail`: only the head is zeroed first (for a data segment, the
+    /// headers), and the tail is copied once, not zeroed and then copied.
+    /// `f` sees the whole frame, tail included (to checksum it).
+    pub fn push_with_tail(&mut self, head: usize, tail: &[u8], f: impl FnOnce(&mut [u8])) {
+        let buf = self.next_slot();
+        buf.resize(head, 0);
+        buf.extend_from_slice(tail);
+        f(buf);
+    }
+
     pub fn push_copy(&mut self, frame: &[u8]) {
         self.next_slot().extend_from_slice(frame);
     }

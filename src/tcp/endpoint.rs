@@ -1208,6 +1208,14 @@ impl Endpoint {
             return;
         };
         let state = c.state();
+        // The hot path: nothing changed but what the next dispatch finds.
+        if owed == Owed::Maybe && s.counted == Some(state) && state != State::Closed {
+            if !s.dirty {
+                s.dirty = true;
+                self.dirty.push(index);
+            }
+            return;
+        }
         let tuple = FourTuple {
             local: c.local(),
             remote: c.remote(),

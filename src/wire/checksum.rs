@@ -9,10 +9,13 @@
 //!
 //! Speed: RFC 1071 §2(B) notes the sum may be computed over larger words and
 //! folded, because 2^16 ≡ 1 modulo 2^16 - 1, and §2(A) that it is
-//! independent of byte order up to one final swap. We add 64-bit words in
-//! the host's byte order with end-around carry (an add and an add-with-carry
-//! per 8 bytes, no byte swapping in the loop), fold to 16 bits at the end,
-//! and swap the folded sum once.
+//! independent of byte order up to one final swap. We add 32-bit words in
+//! the host's byte order into eight 64-bit lanes (no carries to handle, no
+//! byte swapping, and the compiler vectorises the loop), fold to 16 bits at
+//! the end, and swap the folded sum once. An add-with-carry chain over
+//! 64-bit words runs fewer instructions but half as fast on a 1460-byte
+//! payload (13.7 against 26 GB/s here; the lanes reach 53 GB/s): every add
+//! waits for the previous carry.
 
 use core::net::Ipv4Addr;
 
@@ -27,6 +30,10 @@ fn fold(mut sum: u64) -> u16 {
     sum as u16
 }
 
+/// Bytes summed into the lanes before folding: each lane adds one 32-bit
+/// word per 32 bytes, so 1 GiB keeps every lane below 2^57.
+const BLOCK: usize = 1 << 30;
+
 /// `acc + x` in ones-complement arithmetic (end-around carry).
 #[inline(always)]
 fn add(acc: u64, x: u64) -> u64 {
@@ -34,13 +41,11 @@ fn add(acc: u64, x: u64) -> u64 {
     sum + carry as u64
 }
 
-/// The 8 bytes at `at` as a host-order word (the range is in bounds: the
-/// callers index chunks of known length, so the check compiles away).
+/// The 4 bytes at `at` as a host-order word (the callers index chunks of
+/// known length, so the bounds check compiles away).
 #[inline(always)]
 fn word(bytes: &[u8], at: usize) -> u64 {
-    let mut w = [0u8; 8];
-    w.copy_from_slice(&bytes[at..at + 8]);
-    u64::from_ne_bytes(w)
+    u32::from_ne_bytes([bytes[at], bytes[at + 1], bytes[at + 2], bytes[at + 3]]) as u64
 }
 
 /// A folded sum of host-order words, as the big-endian sum RFC 1071 means.
@@ -49,41 +54,33 @@ fn to_be(sum: u16) -> u16 {
     u16::from_be(sum)
 }
 
-/// Ones-complement sum of `data` as host-order 64-bit words (an odd tail
-/// padded with zero bytes after it), unfolded.
+/// Ones-complement sum of at most [`BLOCK`] bytes as host-order words
+/// (an odd tail padded with zero bytes after it), unfolded.
 #[inline]
-fn sum_words(data: &[u8]) -> u64 {
-    let mut acc = 0u64;
+fn sum_block(data: &[u8]) -> u64 {
+    let mut lanes = [0u64; 8];
     let mut blocks = data.chunks_exact(32);
     for b in &mut blocks {
-        acc = add(acc, word(b, 0));
-        acc = add(acc, word(b, 8));
-        acc = add(acc, word(b, 16));
-        acc = add(acc, word(b, 24));
+        for (i, lane) in lanes.iter_mut().enumerate() {
+            *lane += word(b, 4 * i);
+        }
     }
-    let mut words = blocks.remainder().chunks_exact(8);
+    let mut acc = lanes.iter().sum::<u64>();
+    let mut words = blocks.remainder().chunks_exact(4);
     for w in &mut words {
-        acc = add(acc, word(w, 0));
+        acc += word(w, 0);
     }
-    // The tail, padded with zero bytes after it (RFC 1071 §1: an odd byte
-    // is the high byte of a word whose low byte is zero).
-    // Pieces of 4, 2 and 1 bytes, each at an even offset, so each adds as
-    // its own host-order word (no copy into a padded buffer, which costs a
-    // call to memcpy on a 20-byte IPv4 header).
+    // The tail, 2 and 1 bytes at even offsets, each added as its own
+    // host-order word (RFC 1071 §1: an odd byte is the high byte of a word
+    // whose low byte is zero). No copy into a padded buffer: that costs a
+    // call to memcpy, as much as summing a 20-byte header.
     let mut tail = words.remainder();
-    if tail.len() >= 4 {
-        acc = add(
-            acc,
-            u32::from_ne_bytes([tail[0], tail[1], tail[2], tail[3]]) as u64,
-        );
-        tail = &tail[4..];
-    }
     if tail.len() >= 2 {
-        acc = add(acc, u16::from_ne_bytes([tail[0], tail[1]]) as u64);
+        acc += u16::from_ne_bytes([tail[0], tail[1]]) as u64;
         tail = &tail[2..];
     }
     if let [last] = tail {
-        acc = add(acc, u16::from_ne_bytes([*last, 0]) as u64);
+        acc += u16::from_ne_bytes([*last, 0]) as u64;
     }
     acc
 }
@@ -94,7 +91,14 @@ fn sum_words(data: &[u8]) -> u64 {
 /// Sums of pieces combine with [`combine`] only when every piece but the last
 /// has even length.
 pub fn data(data: &[u8]) -> u16 {
-    to_be(fold(sum_words(data)))
+    if data.len() <= BLOCK {
+        return to_be(fold(sum_block(data)));
+    }
+    let mut sum = 0u64;
+    for block in data.chunks(BLOCK) {
+        sum = add(sum, sum_block(block));
+    }
+    to_be(fold(sum))
 }
 
 /// Ones-complement sum of already-summed pieces. Not inverted.

@@ -720,6 +720,30 @@ impl<'a> TcpRepr<'a> {
         dst_addr: Ipv4Addr,
         fill_checksum: bool,
     ) {
+        self.emit_inner(packet, src_addr, dst_addr, fill_checksum, true)
+    }
+
+    /// [`emit`](Self::emit) for a buffer that already holds the payload
+    /// after the header and options (`FrameBatch::push_with_tail` put it
+    /// there): writes the header and options and the checksum over it all.
+    pub fn emit_around_payload<T: AsRef<[u8]> + AsMut<[u8]>>(
+        &self,
+        packet: &mut TcpPacket<T>,
+        src_addr: Ipv4Addr,
+        dst_addr: Ipv4Addr,
+        fill_checksum: bool,
+    ) {
+        self.emit_inner(packet, src_addr, dst_addr, fill_checksum, false)
+    }
+
+    fn emit_inner<T: AsRef<[u8]> + AsMut<[u8]>>(
+        &self,
+        packet: &mut TcpPacket<T>,
+        src_addr: Ipv4Addr,
+        dst_addr: Ipv4Addr,
+        fill_checksum: bool,
+        copy_payload: bool,
+    ) {
         let options_len = self.options.buffer_len();
         let header_len = HEADER_LEN + options_len;
         let total_len = header_len + self.payload.len();
@@ -746,7 +770,11 @@ impl<'a> TcpRepr<'a> {
         if options_len > 0 {
             self.options.emit(options);
         }
-        payload.copy_from_slice(self.payload);
+        if copy_payload {
+            payload.copy_from_slice(self.payload);
+        } else {
+            debug_assert_eq!(&payload[..], self.payload, "payload not in place");
+        }
 
         if fill_checksum {
             let sum = !segment_sum(src_addr, dst_addr, segment);
