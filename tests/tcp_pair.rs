@@ -73,6 +73,9 @@ fn client_close_first_goes_through_time_wait() {
     let mut p = Pair::new(3);
     let (c, s, _) = connect(&mut p);
     p.a.tcp.shutdown(c, Shutdown::Write).unwrap();
+    // The server's application waits: its delayed ACK of the FIN (40 ms)
+    // goes out alone and moves the client to FIN-WAIT-2.
+    assert!(p.run_until(SECOND, |p| p.a.tcp.state(c).unwrap() == State::FinWait2));
     assert!(p.run_until(SECOND, |p| finish_on_eof(p, false, s)));
     close_and_settle(&mut p, c, s);
     use State::*;
@@ -87,10 +90,45 @@ fn client_close_first_goes_through_time_wait() {
 }
 
 #[test]
+fn a_peer_that_closes_at_once_acks_the_fin_on_its_own_fin() {
+    // The ACK of a FIN is delayed like one of data (Linux's pingpong mode),
+    // so a server that closes as soon as it reads EOF sends one FIN+ACK:
+    // three segments close the connection, and the client goes from
+    // FIN-WAIT-1 straight to TIME-WAIT.
+    let mut p = Pair::new(5);
+    let (c, s, _) = connect(&mut p);
+    let (a0, b0) = (
+        p.a.tcp.counters().segments_out,
+        p.b.tcp.counters().segments_out,
+    );
+    p.a.tcp.shutdown(c, Shutdown::Write).unwrap();
+    assert!(p.run_until(SECOND, |p| finish_on_eof(p, false, s)));
+    assert!(p.run_until(SECOND, |p| {
+        p.a.tcp.state(c).unwrap() == State::TimeWait && p.b.tcp.state(s).unwrap() == State::Closed
+    }));
+    assert_eq!(
+        p.a.tcp.counters().segments_out - a0,
+        2,
+        "FIN, then the last ACK"
+    );
+    assert_eq!(p.b.tcp.counters().segments_out - b0, 1, "one FIN+ACK");
+    use State::*;
+    assert_eq!(
+        p.a.tcp.history(c).unwrap(),
+        [SynSent, Established, FinWait1, TimeWait]
+    );
+    assert_eq!(
+        p.b.tcp.history(s).unwrap(),
+        [SynReceived, Established, CloseWait, LastAck, Closed]
+    );
+}
+
+#[test]
 fn server_close_first_goes_through_time_wait() {
     let mut p = Pair::new(4);
     let (c, s, _) = connect(&mut p);
     p.b.tcp.shutdown(s, Shutdown::Write).unwrap();
+    assert!(p.run_until(SECOND, |p| p.b.tcp.state(s).unwrap() == State::FinWait2));
     assert!(p.run_until(SECOND, |p| finish_on_eof(p, true, c)));
     close_and_settle(&mut p, c, s);
     use State::*;

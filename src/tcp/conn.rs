@@ -1431,10 +1431,19 @@ impl Connection {
         // FIN is acceptable only when everything before it has arrived.
         if fin && seq + payload.len() == self.rcv_nxt {
             self.rcv_nxt += 1;
-            self.ack_now = true;
             match self.state {
-                State::Established => self.set_state(State::CloseWait),
+                State::Established => {
+                    // The ACK of the peer's FIN is delayed like one of data
+                    // (Linux: tcp_fin enters "pingpong" mode): a server that
+                    // closes at once sends it on its own FIN, and a short
+                    // connection costs one segment less.
+                    if !(self.ack_immediate || self.ack_now) {
+                        self.delay_ack(now, 0);
+                    }
+                    self.set_state(State::CloseWait);
+                }
                 State::FinWait1 => {
+                    self.ack_now = true;
                     if self.fin_acked() {
                         // FIN+ACK of our FIN: straight to TIME-WAIT.
                         self.enter_time_wait(now);
@@ -1442,8 +1451,11 @@ impl Connection {
                         self.set_state(State::Closing);
                     }
                 }
-                State::FinWait2 => self.enter_time_wait(now),
-                _ => {}
+                State::FinWait2 => {
+                    self.ack_now = true;
+                    self.enter_time_wait(now);
+                }
+                _ => self.ack_now = true,
             }
         }
     }
