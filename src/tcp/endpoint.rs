@@ -791,7 +791,7 @@ impl Endpoint {
             SendError::Failed(e) => e.into(),
         })?;
         if n > 0 {
-            self.after_change_owing(h.index, Owed::Maybe);
+            self.touched(h.index);
         }
         Ok(n)
     }
@@ -804,7 +804,7 @@ impl Endpoint {
             RecvError::NotConnected => SocketError::NotConnected,
             RecvError::Failed(e) => e.into(),
         })?;
-        self.after_change_owing(h.index, Owed::Maybe);
+        self.touched(h.index);
         Ok(n)
     }
 
@@ -1026,7 +1026,7 @@ impl Endpoint {
                 }
                 c.process(now, seg, sink);
             }
-            self.after_change_owing(index, Owed::Maybe);
+            self.segment_processed(index);
             return;
         }
         let mut iss_floor = None;
@@ -1194,6 +1194,47 @@ impl Endpoint {
         self.after_change_owing(index, Owed::Unknown)
     }
 
+    /// After an API call or a segment: the connection may owe something,
+    /// which the next dispatch finds out. Small enough to inline; the rare
+    /// case (its state changed) takes the full bookkeeping.
+    #[inline]
+    fn touched(&mut self, index: u32) {
+        if let Some(s) = self.slots[index as usize].socket.as_mut() {
+            if let Kind::Connection(c) = &s.kind {
+                let state = c.state();
+                if s.counted == Some(state) && state != State::Closed {
+                    if !s.dirty {
+                        s.dirty = true;
+                        self.dirty.push(index);
+                    }
+                    return;
+                }
+            }
+        }
+        self.after_change_owing(index, Owed::Maybe)
+    }
+
+    /// After a segment: a connection that owes nothing now (the common
+    /// case: data to be ACKed later, or a bare ACK) only needs its timer,
+    /// not a dispatch. `Connection::poll_at` is cheap when nothing waits in
+    /// the send buffer, as after a request or a response.
+    #[inline]
+    fn segment_processed(&mut self, index: u32) {
+        if let Some(s) = self.slots[index as usize].socket.as_mut() {
+            if let Kind::Connection(c) = &s.kind {
+                let state = c.state();
+                if s.counted == Some(state) && state != State::Closed {
+                    if !s.dirty {
+                        let at = c.poll_at();
+                        self.schedule(index, at);
+                    }
+                    return;
+                }
+            }
+        }
+        self.after_change_owing(index, Owed::Maybe)
+    }
+
     /// [`after_change`](Self::after_change) with what the caller knows of
     /// the work the connection owes: `Maybe` (the hot path: an API call or
     /// a segment) only queues it for the next dispatch, which finds out;
@@ -1208,14 +1249,6 @@ impl Endpoint {
             return;
         };
         let state = c.state();
-        // The hot path: nothing changed but what the next dispatch finds.
-        if owed == Owed::Maybe && s.counted == Some(state) && state != State::Closed {
-            if !s.dirty {
-                s.dirty = true;
-                self.dirty.push(index);
-            }
-            return;
-        }
         let tuple = FourTuple {
             local: c.local(),
             remote: c.remote(),
@@ -1316,6 +1349,20 @@ impl Endpoint {
         } else {
             c.next_timer()
         };
+        self.schedule(index, at);
+        let s = self.slots[index as usize].socket.as_mut().expect("present");
+        if state == State::Closed && s.released && !s.dirty {
+            self.release_slot(index);
+        }
+    }
+
+    /// Puts connection `index` on the dirty list (`at` is now) or its one
+    /// wheel entry at `at` (none for `FAR_FUTURE`).
+    fn schedule(&mut self, index: u32, at: Instant) {
+        let gen = self.slots[index as usize].gen;
+        let Some(s) = self.slots[index as usize].socket.as_mut() else {
+            return;
+        };
         if at == Instant::ZERO {
             if !s.dirty {
                 s.dirty = true;
@@ -1337,16 +1384,10 @@ impl Endpoint {
                     s.timer = Some((id, at));
                 }
                 None => {
-                    let gen = self.slots[index as usize].gen;
                     let id = self.timers.insert(at, (index, gen));
-                    let s = self.slots[index as usize].socket.as_mut().expect("present");
                     s.timer = Some((id, at));
                 }
             }
-        }
-        let s = self.slots[index as usize].socket.as_mut().expect("present");
-        if state == State::Closed && s.released && !s.dirty {
-            self.release_slot(index);
         }
     }
 
