@@ -15,8 +15,10 @@
 //! A second table does the same for `bench/veth.rs` (groups `veth_*`):
 //! flowlane on AF_XDP at both ends of a veth, Linux at both ends, and a
 //! Linux client against flowlane's server, each side on its own core, with
-//! the ratios to Linux; its 30 s W4 row is completed connections over the
-//! run's seconds from `veth_w4_30s/<pairing>/extra-*.json`.
+//! the ratios to Linux. Its W4 rows (a 5 s and a 30 s window) are completed
+//! connections over the run's seconds from
+//! `veth_w4_*/<pairing>/extra-*.json`, and W2's p50/p99 come from
+//! `veth_w2_echo_latency/<pairing>/extra-*.json`.
 
 use std::path::{Path, PathBuf};
 
@@ -227,13 +229,13 @@ const VETH_WORKLOADS: [(&str, &str, &str, &str); 4] = [
     ),
     (
         "veth_w4_connection_rate",
-        "W4 connection rate",
+        "W4 connection rate, 5 s",
         "connections/s",
         "–",
     ),
     (
         "veth_w4_30s",
-        "W4 over 30 s",
+        "W4 connection rate, 30 s",
         "connections/s",
         "≥ 20×, 0 failed",
     ),
@@ -259,7 +261,7 @@ fn extras(root: &Path, group: &str, stack: &str, baselines: &[String]) -> Vec<Va
 
 fn veth_table(root: &Path, baselines: &[String]) {
     let runs = |group: &str, stack: &str| -> Vec<f64> {
-        if group == "veth_w4_30s" {
+        if group.starts_with("veth_w4") {
             extras(root, group, stack, baselines)
                 .iter()
                 .filter_map(|e| Some(e["completed"].as_f64()? / e["seconds"].as_f64()?))
@@ -316,11 +318,29 @@ fn veth_table(root: &Path, baselines: &[String]) {
         );
     }
 
+    let p = |stack: &str, k: &str| {
+        median(
+            extras(root, "veth_w2_echo_latency", stack, baselines)
+                .iter()
+                .filter_map(|e| e[k].as_f64())
+                .collect(),
+        )
+        .map_or("–".to_string(), |x| format!("{x:.1}"))
+    };
+    println!(
+        "\nW2 round trip p50 / p99 µs (every round trip, median over runs): {}",
+        VETH_PAIRINGS
+            .iter()
+            .map(|(id, name)| format!("{name} {} / {}", p(id, "p50_us"), p(id, "p99_us")))
+            .collect::<Vec<_>>()
+            .join("; ")
+    );
+
     println!("\nveth W4 runs (median over runs; failed connects counted per attempt):\n");
     println!("| run | pairing | connections | seconds | failed connects | TIME-WAIT at the end |");
     println!("|---|---|---:|---:|---:|---:|");
     for (group, label) in [
-        ("veth_w4_connection_rate", "W4 (criterion samples)"),
+        ("veth_w4_connection_rate", "W4 5 s"),
         ("veth_w4_30s", "W4 30 s"),
     ] {
         for (stack, pairing) in VETH_PAIRINGS {
