@@ -257,11 +257,18 @@ impl Server {
     }
 
     /// One line on what the server saw (flowlane: its retransmissions).
+    /// Closes flowlane's connections: call it at the end.
     fn summary(&self) -> String {
         match self {
-            Server::Flowlane { rt, published, .. } => {
-                // The core publishes every 10 ms.
-                std::thread::sleep(Duration::from_millis(30));
+            Server::Flowlane {
+                rt,
+                published,
+                drain,
+            } => {
+                // Closing every connection counts their retransmissions;
+                // the core publishes within 10 ms.
+                drain.store(true, Ordering::Relaxed);
+                std::thread::sleep(Duration::from_millis(50));
                 let c = published.lock().map(|p| p.counters).unwrap_or_default();
                 let dropped = rt
                     .as_ref()
@@ -378,13 +385,22 @@ impl FlClient {
             .map(|i| i.counters.retransmits)
             .sum();
         let x = self.dev.stats();
+        let k = self.dev.kernel_stats().unwrap_or_default();
         let c = self.stack.tcp.counters();
         format!(
             "client: retransmits {retransmits} (open connections), TIME-WAIT reuses {}, \
-             xdp tx drops {}, frames dropped {}",
+             frames dropped {}; xdp: tx drops {}, tx kicks {} (retries {}, errors {}), \
+             rx kicks {}, kernel rx dropped {}, rx ring full {}, fill ring empty {}",
             c.time_wait_reused_active,
+            self.stack.iface.counters().drops.iter().sum::<u64>(),
             x.tx_drops,
-            self.stack.iface.counters().drops.iter().sum::<u64>()
+            x.tx_kicks,
+            x.tx_kick_retries,
+            x.tx_kick_errors,
+            x.rx_kicks,
+            k.rx_dropped,
+            k.rx_ring_full,
+            k.rx_fill_ring_empty_descs
         )
     }
 }
