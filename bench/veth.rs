@@ -138,6 +138,39 @@ impl Topo {
             .run(move || netns::set_tx_checksum(&name, on))?
     }
 
+    /// The kernel's drop counters of both veth ends and the softnet
+    /// backlog drops since boot (all namespaces), as one line.
+    fn drops(&self) -> String {
+        let end = |ns: &NetNs, ifname: &str| -> String {
+            let out = ns
+                .ip(&["-s", "link", "show", "dev", ifname])
+                .unwrap_or_default();
+            let mut lines = out.lines();
+            let mut got = Vec::new();
+            while let Some(l) = lines.next() {
+                let l = l.trim_start();
+                if l.starts_with("RX:") || l.starts_with("TX:") {
+                    let dropped = lines
+                        .next()
+                        .and_then(|v| v.split_whitespace().nth(3))
+                        .unwrap_or("?");
+                    got.push(format!("{} dropped {dropped}", &l[..2]));
+                }
+            }
+            got.join(", ")
+        };
+        let backlog: u64 = std::fs::read_to_string("/proc/net/softnet_stat")
+            .unwrap_or_default()
+            .lines()
+            .filter_map(|l| u64::from_str_radix(l.split_whitespace().nth(1)?, 16).ok())
+            .sum();
+        format!(
+            "veth client end {}; server end {}; softnet backlog drops since boot {backlog}",
+            end(&self.client_ns, self.veth.peer_name()),
+            end(&self.server_ns, self.veth.local_name()),
+        )
+    }
+
     fn open_xdp(ns: &NetNs, ifname: &str, ip: Ipv4Addr) -> std::io::Result<XdpDevice> {
         let ifname = ifname.to_string();
         ns.run(move || XdpDevice::open(&ifname, 0, ip, XdpOptions::default()))?
@@ -494,7 +527,7 @@ struct Echo {
     sent_at: Option<WallClock>,
     latencies: Option<Vec<u32>>,
     server: Server,
-    _topo: Topo,
+    topo: Topo,
 }
 
 /// Round-trip times kept for W2's percentiles, at most.
@@ -555,7 +588,7 @@ impl Echo {
             sent_at: None,
             latencies: (connections == 1).then(Vec::new),
             server,
-            _topo: topo,
+            topo,
         }
     }
 
@@ -638,7 +671,7 @@ impl Echo {
             EchoClient::Flowlane(c, hs) => c.summary(hs),
             EchoClient::Linux(_) => String::new(),
         };
-        format!("{client}; {}", self.server.summary())
+        format!("{client}; {}; {}", self.server.summary(), self.topo.drops())
     }
 
     /// W2's round-trip time percentiles in µs (p50, p99) over every round
@@ -775,7 +808,7 @@ impl ConnRate {
             RateClient::Flowlane(c, _) => c.summary(&[]),
             RateClient::Linux(_) => String::new(),
         };
-        format!("{client}; {}", self.server.summary())
+        format!("{client}; {}; {}", self.server.summary(), self.topo.drops())
     }
 
     /// Prints the run's figures and writes them beside criterion's results
