@@ -685,6 +685,21 @@ impl Echo {
         let at = |p: f64| v[((v.len() - 1) as f64 * p).round() as usize] as f64 / 1e3;
         Some((at(0.5), at(0.99), v.len()))
     }
+
+    /// W2's tail: mean, p99.9 and max round trip in µs, and how many took
+    /// over 1 ms (a thread descheduled, a retransmission).
+    fn tail(&self) -> Option<String> {
+        let v = self.latencies.as_ref().filter(|v| !v.is_empty())?;
+        let sum: u64 = v.iter().map(|x| *x as u64).sum();
+        let at = |p: f64| v[((v.len() - 1) as f64 * p).round() as usize] as f64 / 1e3;
+        Some(format!(
+            "mean {:.1} µs, p99.9 {:.1} µs, max {:.0} µs, {} over 1 ms",
+            sum as f64 / v.len() as f64 / 1e3,
+            at(0.999),
+            at(1.0),
+            v.iter().filter(|x| **x > 1_000_000).count()
+        ))
+    }
 }
 
 #[inline]
@@ -1086,7 +1101,10 @@ fn main() {
             if let Some(mut w) = w {
                 let mut line = w.summary();
                 if let Some((p50, p99, n)) = w.percentiles() {
-                    line = format!("round trip p50 {p50:.1} µs, p99 {p99:.1} µs ({n}); {line}");
+                    line = format!(
+                        "round trip p50 {p50:.1} µs, p99 {p99:.1} µs, {} ({n} round trips); {line}",
+                        w.tail().unwrap_or_default()
+                    );
                     let json = format!(
                         "{{\"p50_us\": {p50:.2}, \"p99_us\": {p99:.2}, \"round_trips\": {n}}}\n"
                     );
