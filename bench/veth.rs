@@ -734,6 +734,8 @@ struct ConnRate {
     failed: u64,
     /// Length of the run.
     secs: f64,
+    /// Connections per second in each tenth of the run.
+    rates: Vec<f64>,
     server: Server,
     topo: Topo,
 }
@@ -764,6 +766,7 @@ impl ConnRate {
             completed: 0,
             failed: 0,
             secs: 0.0,
+            rates: Vec::new(),
             server,
             topo,
         }
@@ -802,11 +805,24 @@ impl ConnRate {
     }
 
     /// Connections until `deadline` (the fixed-duration run).
+    /// Connections until `d` has passed; the rate of each tenth of the run
+    /// is kept (flat or decaying).
     fn run_for(&mut self, d: Duration) {
         let start = WallClock::now();
         let deadline = start + d;
+        let step = d / 10;
+        let mut next = start + step;
+        let mut last = (self.completed, start);
         while WallClock::now() < deadline {
-            self.run(u64::MAX / 2, deadline);
+            self.run(u64::MAX / 2, next.min(deadline));
+            let now = WallClock::now();
+            if now >= next || now >= deadline {
+                let dt = (now - last.1).as_secs_f64();
+                self.rates
+                    .push((self.completed - last.0) as f64 / dt.max(1e-9));
+                last = (self.completed, now);
+                next += step;
+            }
         }
         self.secs = start.elapsed().as_secs_f64();
     }
@@ -831,18 +847,22 @@ impl ConnRate {
     fn report(&self, group: &str, pairing: Pairing, baseline: &str) {
         let secs = self.secs;
         let tw = self.time_wait();
+        let rates: Vec<String> = self.rates.iter().map(|r| format!("{r:.0}")).collect();
         println!(
-            "{group}/{}: {} connections in {secs:.1} s ({:.0}/s), {} failed connects, \
-             {tw} in TIME-WAIT at the end; {}",
+            "{group}/{}: {} connections in {secs:.1} s ({:.0}/s; per tenth of the run: {}), \
+             {} failed connects, {tw} in TIME-WAIT at the end; {}",
             pairing.id(),
             self.completed,
             self.completed as f64 / secs,
+            rates.join(" "),
             self.failed,
             self.summary()
         );
         let json = format!(
-            "{{\"completed\": {}, \"seconds\": {secs:.3}, \"failed\": {}, \"time_wait\": {tw}}}\n",
-            self.completed, self.failed
+            "{{\"completed\": {}, \"seconds\": {secs:.3}, \"failed\": {}, \"time_wait\": {tw}, \"rates\": [{}]}}\n",
+            self.completed,
+            self.failed,
+            rates.join(", ")
         );
         write_extra(group, pairing, baseline, &json);
     }
