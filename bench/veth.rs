@@ -475,7 +475,12 @@ fn kernel_connect(
     s.set_send_buffer_size(buffer)?;
     s.set_recv_buffer_size(buffer)?;
     s.set_tcp_nodelay(true)?;
-    s.set_nonblocking(nonblocking)?;
+    if !nonblocking {
+        // Bounded: a setup connect that gets no answer fails in 10 s.
+        s.connect_timeout(&to.into(), STALL)?;
+        return Ok(s.into());
+    }
+    s.set_nonblocking(true)?;
     match s.connect(&to.into()) {
         Ok(()) => {}
         Err(e) if e.raw_os_error() == Some(libc::EINPROGRESS) => {}
