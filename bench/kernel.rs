@@ -16,13 +16,13 @@
 
 use std::io::{ErrorKind, Read, Write};
 use std::net::{SocketAddrV4, TcpListener, TcpStream};
-use std::os::fd::{AsRawFd, FromRawFd, RawFd};
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::Arc;
 use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
 
 use criterion::{BenchmarkGroup, Criterion, SamplingMode, Throughput};
+use socket2::{Domain, Socket, Type};
 
 type Group<'a> = BenchmarkGroup<'a, criterion::measurement::WallTime>;
 
@@ -41,34 +41,9 @@ fn pin(core: usize) {
     core_affinity::set_for_current(core_affinity::CoreId { id: core });
 }
 
-fn set_int(fd: RawFd, level: i32, name: i32, value: i32) {
-    // SAFETY: a plain setsockopt on a socket we own, with a valid int.
-    let r = unsafe {
-        libc::setsockopt(
-            fd,
-            level,
-            name,
-            (&value as *const i32).cast(),
-            std::mem::size_of::<i32>() as libc::socklen_t,
-        )
-    };
-    assert_eq!(r, 0, "setsockopt: {}", std::io::Error::last_os_error());
-}
-
-fn set_buffers(fd: RawFd, size: usize) {
-    set_int(fd, libc::SOL_SOCKET, libc::SO_SNDBUF, size as i32);
-    set_int(fd, libc::SOL_SOCKET, libc::SO_RCVBUF, size as i32);
-}
-
-fn sockaddr(addr: SocketAddrV4) -> libc::sockaddr_in {
-    libc::sockaddr_in {
-        sin_family: libc::AF_INET as libc::sa_family_t,
-        sin_port: addr.port().to_be(),
-        sin_addr: libc::in_addr {
-            s_addr: u32::from(*addr.ip()).to_be(),
-        },
-        sin_zero: [0; 8],
-    }
+fn set_buffers(s: &Socket, size: usize) {
+    s.set_send_buffer_size(size).expect("SO_SNDBUF");
+    s.set_recv_buffer_size(size).expect("SO_RCVBUF");
 }
 
 /// A socket with `buffer`-byte buffers and TCP_NODELAY, set before
@@ -76,44 +51,32 @@ fn sockaddr(addr: SocketAddrV4) -> libc::sockaddr_in {
 /// is taken). Non-blocking connects return while the handshake may still
 /// be on its way.
 fn connect(to: SocketAddrV4, buffer: usize, nonblocking: bool) -> std::io::Result<TcpStream> {
-    let mut ty = libc::SOCK_STREAM | libc::SOCK_CLOEXEC;
+    let s = Socket::new(Domain::IPV4, Type::STREAM, None)?;
+    set_buffers(&s, buffer);
+    s.set_tcp_nodelay(true)?;
     if nonblocking {
-        ty |= libc::SOCK_NONBLOCK;
+        s.set_nonblocking(true)?;
     }
-    // SAFETY: socket(2) returns a new descriptor or -1.
-    let fd = unsafe { libc::socket(libc::AF_INET, ty, 0) };
-    if fd < 0 {
-        return Err(std::io::Error::last_os_error());
+    match s.connect(&to.into()) {
+        Ok(()) => {}
+        Err(e) if e.raw_os_error() == Some(libc::EINPROGRESS) => {}
+        Err(e) => return Err(e),
     }
-    // SAFETY: `fd` is ours alone; the stream closes it on drop.
-    let stream = unsafe { TcpStream::from_raw_fd(fd) };
-    set_buffers(fd, buffer);
-    set_int(fd, libc::IPPROTO_TCP, libc::TCP_NODELAY, 1);
-    let sa = sockaddr(to);
-    // SAFETY: `sa` is a valid sockaddr_in for the length given.
-    let r = unsafe {
-        libc::connect(
-            fd,
-            (&sa as *const libc::sockaddr_in).cast(),
-            std::mem::size_of::<libc::sockaddr_in>() as libc::socklen_t,
-        )
-    };
-    if r < 0 {
-        let e = std::io::Error::last_os_error();
-        if e.raw_os_error() != Some(libc::EINPROGRESS) {
-            return Err(e);
-        }
-    }
-    Ok(stream)
+    Ok(s.into())
 }
 
 /// A listener on 127.0.0.1 (ephemeral port) whose connections get
 /// `buffer`-byte buffers.
 fn listen(buffer: usize) -> (TcpListener, SocketAddrV4) {
-    let l = TcpListener::bind("127.0.0.1:0").expect("bind");
+    let s = Socket::new(Domain::IPV4, Type::STREAM, None).expect("socket");
     // Children inherit the listener's buffer sizes, and the SYN-ACK's
     // window scale is computed from them when the SYN arrives.
-    set_buffers(l.as_raw_fd(), buffer);
+    set_buffers(&s, buffer);
+    s.set_reuse_address(true).expect("SO_REUSEADDR");
+    s.bind(&SocketAddrV4::new(std::net::Ipv4Addr::LOCALHOST, 0).into())
+        .expect("bind");
+    s.listen(1024).expect("listen");
+    let l: TcpListener = s.into();
     let addr = match l.local_addr().expect("local addr") {
         std::net::SocketAddr::V4(a) => a,
         std::net::SocketAddr::V6(_) => unreachable!("bound to IPv4"),

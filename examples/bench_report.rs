@@ -11,6 +11,14 @@
 //! `bench/pair.rs`'s `--save-baseline runN` runs that is a median of N runs.
 //! W4's failed connects and TIME-WAIT count come from the `extra-*.json`
 //! files the pair bench writes beside criterion's.
+//!
+//! A second table does the same for `bench/veth.rs` (groups `veth_*`):
+//! flowlane on AF_XDP at both ends of a veth, Linux at both ends, and a
+//! Linux client against flowlane's server, each side on its own core, with
+//! the ratios to Linux. Its W4 rows (a 5 s and a 30 s window) are completed
+//! connections over the run's seconds from
+//! `veth_w4_*/<pairing>/extra-*.json`, and W2's p50/p99 come from
+//! `veth_w2_echo_latency/<pairing>/extra-*.json`.
 
 use std::path::{Path, PathBuf};
 
@@ -198,6 +206,161 @@ fn main() {
     }
 
     println!("\nEach run (flowlane and peers), in baseline order:\n");
+    for line in spread {
+        println!("- {line}");
+    }
+
+    veth_table(&root, &baselines);
+}
+
+/// The veth rows: (criterion group, workload, unit, target vs Linux).
+const VETH_WORKLOADS: [(&str, &str, &str, &str); 4] = [
+    (
+        "veth_w2_echo_latency",
+        "W2 echo latency, busy-polling",
+        "round trips/s",
+        "≥ 2×",
+    ),
+    (
+        "veth_w3_echo_throughput",
+        "W3 echo throughput",
+        "pairs/s",
+        "≥ 3×",
+    ),
+    (
+        "veth_w4_connection_rate",
+        "W4 connection rate, 5 s",
+        "connections/s",
+        "–",
+    ),
+    (
+        "veth_w4_30s",
+        "W4 connection rate, 30 s",
+        "connections/s",
+        "≥ 20×, 0 failed",
+    ),
+];
+
+/// Pairings of the veth bench, in the table's order.
+const VETH_PAIRINGS: [(&str, &str); 3] = [
+    ("flowlane", "flowlane ↔ flowlane (AF_XDP)"),
+    ("linux", "Linux ↔ Linux"),
+    (
+        "linux_client_flowlane_server",
+        "Linux client → flowlane server",
+    ),
+];
+
+/// The extra-*.json records of one veth W4 group and pairing.
+fn extras(root: &Path, group: &str, stack: &str, baselines: &[String]) -> Vec<Value> {
+    baselines
+        .iter()
+        .filter_map(|b| read_json(&root.join(group).join(stack).join(format!("extra-{b}.json"))))
+        .collect()
+}
+
+fn veth_table(root: &Path, baselines: &[String]) {
+    let runs = |group: &str, stack: &str| -> Vec<f64> {
+        if group.starts_with("veth_w4") {
+            extras(root, group, stack, baselines)
+                .iter()
+                .filter_map(|e| Some(e["completed"].as_f64()? / e["seconds"].as_f64()?))
+                .collect()
+        } else {
+            baselines
+                .iter()
+                .filter_map(|b| figure(&root.join(group).join(stack).join(b)))
+                .collect()
+        }
+    };
+    if VETH_WORKLOADS
+        .iter()
+        .all(|(g, ..)| VETH_PAIRINGS.iter().all(|(p, _)| runs(g, p).is_empty()))
+    {
+        return;
+    }
+    println!("\nveth, each side on its own core (`bench/veth.rs`; medians over runs):\n");
+    let [(_, fl_name), (_, linux_name), (_, mixed_name)] = VETH_PAIRINGS;
+    println!(
+        "| workload | unit | {fl_name} | {linux_name} | flowlane / Linux | target | {mixed_name} | {mixed_name} / Linux |"
+    );
+    println!("|---|---|---:|---:|---:|---|---:|---:|");
+    let mut spread = Vec::new();
+    for (group, name, unit, target) in VETH_WORKLOADS {
+        let figs: Vec<Option<f64>> = VETH_PAIRINGS
+            .iter()
+            .map(|(p, _)| {
+                let r = runs(group, p);
+                if !r.is_empty() {
+                    spread.push(format!(
+                        "{group} {p}: {}",
+                        r.iter()
+                            .map(|x| show(*x, unit))
+                            .collect::<Vec<_>>()
+                            .join(" / ")
+                    ));
+                }
+                median(r)
+            })
+            .collect();
+        let cell = |x: Option<f64>| x.map_or("–".to_string(), |x| show(x, unit));
+        let ratio = |a: Option<f64>, b: Option<f64>| match (a, b) {
+            (Some(a), Some(b)) if b > 0.0 => format!("{:.2}×", a / b),
+            _ => "–".to_string(),
+        };
+        println!(
+            "| {name} | {unit} | {} | {} | {} | {target} | {} | {} |",
+            cell(figs[0]),
+            cell(figs[1]),
+            ratio(figs[0], figs[1]),
+            cell(figs[2]),
+            ratio(figs[2], figs[1]),
+        );
+    }
+
+    let p = |stack: &str, k: &str| {
+        median(
+            extras(root, "veth_w2_echo_latency", stack, baselines)
+                .iter()
+                .filter_map(|e| e[k].as_f64())
+                .collect(),
+        )
+        .map_or("–".to_string(), |x| format!("{x:.1}"))
+    };
+    println!(
+        "\nW2 round trip p50 / p99 µs (every round trip, median over runs): {}",
+        VETH_PAIRINGS
+            .iter()
+            .map(|(id, name)| format!("{name} {} / {}", p(id, "p50_us"), p(id, "p99_us")))
+            .collect::<Vec<_>>()
+            .join("; ")
+    );
+
+    println!("\nveth W4 runs (median over runs; failed connects counted per attempt):\n");
+    println!("| run | pairing | connections | seconds | failed connects | TIME-WAIT at the end |");
+    println!("|---|---|---:|---:|---:|---:|");
+    for (group, label) in [
+        ("veth_w4_connection_rate", "W4 5 s"),
+        ("veth_w4_30s", "W4 30 s"),
+    ] {
+        for (stack, pairing) in VETH_PAIRINGS {
+            let e = extras(root, group, stack, baselines);
+            if e.is_empty() {
+                continue;
+            }
+            let field = |k: &str| median(e.iter().filter_map(|x| x[k].as_f64()).collect());
+            let int = |k: &str| field(k).map_or("–".to_string(), |x| show(x, ""));
+            println!(
+                "| {label} | {pairing} | {} | {} | {} | {} |",
+                int("completed"),
+                field("seconds").map_or("–".to_string(), |x| format!("{x:.1}")),
+                int("failed"),
+                int("time_wait")
+            );
+        }
+    }
+
+    println!("\nEach veth run, in baseline order:\n");
     for line in spread {
         println!("- {line}");
     }
