@@ -95,6 +95,8 @@ pub struct ConnectionCounters {
     pub sack_blocks_in: u64,
     /// Keepalive probes sent.
     pub keepalive_probes: u64,
+    /// Segments taken by header prediction (the fast path).
+    pub fast_path: u64,
 }
 
 /// A snapshot of a connection's send state, like Linux's `TCP_INFO`.
@@ -1063,6 +1065,11 @@ impl Connection {
         match self.state {
             State::Closed | State::Listen => {}
             State::SynSent => self.process_syn_sent(now, seg),
+            State::Established => {
+                if !self.predicted(now, seg) {
+                    self.process_synchronized(now, seg)
+                }
+            }
             _ => self.process_synchronized(now, seg),
         }
         if self.cfg.keepalive.is_some() {
@@ -1078,6 +1085,64 @@ impl Connection {
                 }
             }
         }
+    }
+
+    /// Header prediction (Van Jacobson's fast path, as in BSD's
+    /// `tcp_input`): in ESTABLISHED, a segment with only ACK (and PSH), the
+    /// next sequence number expected, an ACK that moves SND.UNA or data that
+    /// fits the window, the window unchanged, timestamps in order, no SACK
+    /// blocks, no loss recovery and nothing out of order runs the few steps
+    /// of RFC 9293 §3.10.7.4 that apply to it, in the same order. Anything
+    /// else returns false untouched and takes the full path.
+    #[inline]
+    fn predicted(&mut self, now: Instant, seg: &TcpRepr<'_>) -> bool {
+        let seq = seg.seq_number;
+        let ack = seg.ack_number;
+        let len = seg.payload.len();
+        if seg.flags.0 & !TcpFlags::PSH.0 != TcpFlags::ACK.0
+            || seq != self.rcv_nxt
+            || seg.options.sack_count != 0
+            || self.recovery.is_some()
+            || self.rtx_one
+            || !self.assembler.is_empty()
+            || self.rd_shutdown
+            || (seg.window_len as u32) << self.snd_wscale != self.snd_wnd
+            || ack < self.snd_una
+            || ack > self.snd_max
+            // A bare ACK that moves nothing is a duplicate or a window
+            // probe's answer: the full path counts it.
+            || (ack == self.snd_una && len == 0)
+            || (len > 0 && len > self.rcv_window() as usize)
+        {
+            return false;
+        }
+        // PAWS (RFC 7323 §5.3): an old TSval takes the full path (dropped
+        // there); TS.Recent follows a segment covering Last.ACK.sent.
+        if self.ts_enabled {
+            match seg.options.timestamp {
+                Some(ts) if (ts.tsval.wrapping_sub(self.ts_recent) as i32) >= 0 => {}
+                _ => return false,
+            }
+        }
+        if ack > self.snd_una {
+            self.new_ack(now, seg, ack);
+        }
+        // SND.WL1/SND.WL2 (the window itself is unchanged).
+        if self.snd_wl1 < seq || (self.snd_wl1 == seq && self.snd_wl2 <= ack) {
+            self.snd_wl1 = seq;
+            self.snd_wl2 = ack;
+        }
+        if let (true, Some(ts)) = (self.ts_enabled, seg.options.timestamp) {
+            if seq <= self.last_ack_sent {
+                self.ts_recent = ts.tsval;
+            }
+        }
+        if len > 0 {
+            self.accept_in_order(seg.payload);
+            self.delay_ack(now, len);
+        }
+        self.counters.fast_path += 1;
+        true
     }
 
     /// RFC 9293 §3.10.7.3.
@@ -1438,7 +1503,9 @@ impl Connection {
                     // closes at once sends it on its own FIN, and a short
                     // connection costs one segment less.
                     if !(self.ack_immediate || self.ack_now) {
-                        self.delay_ack(now, 0);
+                        // The FIN is one sequence number owed an ACK: the
+                        // timer must find it owed when it fires.
+                        self.delay_ack(now, 1);
                     }
                     self.set_state(State::CloseWait);
                 }
