@@ -339,6 +339,26 @@ fn micro_table(root: &Path, baselines: &[String]) {
             ratio(fl, smol)
         );
     }
+    // The spread: each run's own ratio, flowlane and peer from one run.
+    println!("\nEach run, flowlane / smoltcp (flowlane / reference for the checksum):\n");
+    for m in &MICRO {
+        let per_run: Vec<String> = used
+            .iter()
+            .map(|b| {
+                let t =
+                    |stack: &str| median_ns(&root.join(m.group).join(stack).join(m.param).join(b));
+                let fl = t("flowlane");
+                let smol = t("smoltcp").zip(fl).map(|(p, f)| format!("{:.2}", p / f));
+                let reference = t("reference").zip(fl).map(|(p, f)| format!("{:.2}", p / f));
+                match (smol, reference) {
+                    (Some(s), Some(r)) => format!("{s} ({r})"),
+                    (Some(s), None) => s,
+                    _ => "–".to_string(),
+                }
+            })
+            .collect();
+        println!("- {}: {}", m.name, per_run.join(" / "));
+    }
 }
 
 /// Linux's figures from BENCHMARKS.md (9 000 loopback connections).
