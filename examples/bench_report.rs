@@ -377,10 +377,9 @@ fn memory_table(path: &Path) {
         );
         return;
     };
-    let (Some(n), Some(idle), Some(tw)) = (
+    let (Some(n), Some(idle)) = (
         m["connections"].as_f64(),
         m["idle_established_bytes_per_connection_per_side"].as_f64(),
-        m["time_wait_bytes_per_record"].as_f64(),
     ) else {
         println!("{} lacks a field; run the scale test again", path.display());
         return;
@@ -408,12 +407,21 @@ fn memory_table(path: &Path) {
         LINUX_IDLE_BYTES / idle,
         met(million < 1.0)
     );
-    println!(
-        "| TIME-WAIT record, bytes (table included) | {tw:.1} | {LINUX_TIME_WAIT_BYTES:.0} | \
-         {:.1}× | at most 64 B | {} |",
-        LINUX_TIME_WAIT_BYTES / tw,
-        met(tw <= 64.0)
-    );
+    // The scale test writes the idle figures first: without this one it
+    // stopped before every connection reached TIME-WAIT.
+    match m["time_wait_bytes_per_record"].as_f64() {
+        Some(tw) => println!(
+            "| TIME-WAIT record, bytes (table included) | {tw:.1} | \
+             {LINUX_TIME_WAIT_BYTES:.0} | {:.1}× | at most 64 B | {} |",
+            LINUX_TIME_WAIT_BYTES / tw,
+            met(tw <= 64.0)
+        ),
+        None => println!(
+            "| TIME-WAIT record, bytes (table included) | not measured (the scale test \
+             stopped before its close phase ended) | {LINUX_TIME_WAIT_BYTES:.0} | – | \
+             at most 64 B | – |"
+        ),
+    }
     if let Some(size) = m["time_wait_record_size"].as_u64() {
         println!(
             "\n(The TIME-WAIT record itself is {size} B; the rest is the ring and hash index.)"
