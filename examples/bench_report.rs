@@ -19,6 +19,14 @@
 //! connections over the run's seconds from
 //! `veth_w4_*/<pairing>/extra-*.json`, and W2's p50/p99 come from
 //! `veth_w2_echo_latency/<pairing>/extra-*.json`.
+//!
+//! Then two more tables: the wire micro benches of `bench/wire.rs` (checksum,
+//! TCP parse and emit; flowlane against a reference loop and smoltcp, from
+//! the same baselines, or from `new` when those baselines have none), and
+//! memory per connection and per TIME-WAIT record from the
+//! `flowlane-memory.json` that `tests/scale.rs` writes into the target
+//! directory (`cargo test --release --test scale`), beside Linux's figures
+//! from BENCHMARKS.md and the targets.
 
 use std::path::{Path, PathBuf};
 
@@ -56,9 +64,14 @@ const WORKLOADS: [Workload; 4] = [
 /// Peers, in the table's order; a column appears only if some figure exists.
 const PEERS: [(&str, &str); 2] = [("smoltcp", "smoltcp 0.14"), ("linux", "Linux loopback")];
 
+fn target_dir() -> PathBuf {
+    std::env::var_os("CARGO_TARGET_DIR")
+        .unwrap_or_else(|| "target".into())
+        .into()
+}
+
 fn criterion_dir() -> PathBuf {
-    let target = std::env::var_os("CARGO_TARGET_DIR").unwrap_or_else(|| "target".into());
-    PathBuf::from(target).join("criterion")
+    target_dir().join("criterion")
 }
 
 fn read_json(path: &Path) -> Option<Value> {
@@ -204,6 +217,9 @@ fn main() {
             int("time_wait")
         );
     }
+
+    micro_table(&root, &baselines);
+    memory_table(&target_dir().join("flowlane-memory.json"));
 
     println!("\nEach run (flowlane and peers), in baseline order:\n");
     for line in spread {
@@ -363,5 +379,215 @@ fn veth_table(root: &Path, baselines: &[String]) {
     println!("\nEach veth run, in baseline order:\n");
     for line in spread {
         println!("- {line}");
+    }
+}
+
+/// One row of the micro table: a criterion group and parameter, and whether
+/// the figure is bytes per nanosecond (GB/s) or nanoseconds per iteration.
+struct Micro {
+    group: &'static str,
+    param: &'static str,
+    name: &'static str,
+    gbps: bool,
+}
+
+const MICRO: [Micro; 7] = [
+    Micro {
+        group: "wire_checksum",
+        param: "20",
+        name: "checksum, 20 B",
+        gbps: true,
+    },
+    Micro {
+        group: "wire_checksum",
+        param: "64",
+        name: "checksum, 64 B",
+        gbps: true,
+    },
+    Micro {
+        group: "wire_checksum",
+        param: "1460",
+        name: "checksum, 1460 B",
+        gbps: true,
+    },
+    Micro {
+        group: "wire_checksum",
+        param: "9000",
+        name: "checksum, 9000 B",
+        gbps: true,
+    },
+    Micro {
+        group: "wire_tcp_parse",
+        param: "timestamps",
+        name: "parse Ethernet+IPv4+TCP, TS + 64 B",
+        gbps: false,
+    },
+    Micro {
+        group: "wire_tcp_parse",
+        param: "sack",
+        name: "parse Ethernet+IPv4+TCP, TS + 2 SACK blocks",
+        gbps: false,
+    },
+    Micro {
+        group: "wire_tcp_emit",
+        param: "timestamps_64B",
+        name: "emit Ethernet+IPv4+TCP, TS + 64 B",
+        gbps: false,
+    },
+];
+
+/// Criterion's median time per iteration, in nanoseconds.
+fn median_ns(dir: &Path) -> Option<f64> {
+    read_json(&dir.join("estimates.json"))?["median"]["point_estimate"].as_f64()
+}
+
+/// `bench/wire.rs`'s groups: flowlane against the plain reference loop
+/// (checksum only) and smoltcp 0.14. Ratios are speed ratios: how many
+/// times faster flowlane is.
+fn micro_table(root: &Path, baselines: &[String]) {
+    println!("\nWire micro benches (`cargo bench --bench wire`):\n");
+    let has = |b: &String| {
+        root.join("wire_checksum/flowlane/1460")
+            .join(b)
+            .join("estimates.json")
+            .exists()
+    };
+    let mut used: Vec<String> = baselines.iter().filter(|b| has(b)).cloned().collect();
+    if used.is_empty() && has(&"new".to_string()) {
+        used.push("new".to_string());
+    }
+    if used.is_empty() {
+        println!("not measured: run `cargo bench --bench wire`");
+        return;
+    }
+    let ns = |m: &Micro, stack: &str| -> Option<f64> {
+        median(
+            used.iter()
+                .filter_map(|b| median_ns(&root.join(m.group).join(stack).join(m.param).join(b)))
+                .collect(),
+        )
+    };
+    println!(
+        "Medians of {} run(s) ({}); ratio = how many times faster flowlane is.\n",
+        used.len(),
+        used.join(", ")
+    );
+    println!(
+        "| micro bench | unit | flowlane | reference loop | flowlane / reference | \
+         smoltcp 0.14 | flowlane / smoltcp |"
+    );
+    println!("|---|---|---:|---:|---:|---:|---:|");
+    for m in &MICRO {
+        let bytes: f64 = m.param.parse().unwrap_or(0.0);
+        let cell = |t: Option<f64>| match t {
+            Some(t) if m.gbps => format!("{:.1}", bytes / t),
+            Some(t) => format!("{t:.1}"),
+            None => "–".to_string(),
+        };
+        let ratio = |fl: Option<f64>, peer: Option<f64>| match (fl, peer) {
+            (Some(a), Some(b)) if a > 0.0 => format!("{:.2}×", b / a),
+            _ => "–".to_string(),
+        };
+        let fl = ns(m, "flowlane");
+        let reference = ns(m, "reference");
+        let smol = ns(m, "smoltcp");
+        println!(
+            "| {} | {} | {} | {} | {} | {} | {} |",
+            m.name,
+            if m.gbps { "GB/s" } else { "ns per frame" },
+            cell(fl),
+            cell(reference),
+            ratio(fl, reference),
+            cell(smol),
+            ratio(fl, smol)
+        );
+    }
+    // The spread: each run's own ratio, flowlane and peer from one run.
+    println!("\nEach run, flowlane / smoltcp (flowlane / reference for the checksum):\n");
+    for m in &MICRO {
+        let per_run: Vec<String> = used
+            .iter()
+            .map(|b| {
+                let t =
+                    |stack: &str| median_ns(&root.join(m.group).join(stack).join(m.param).join(b));
+                let fl = t("flowlane");
+                let smol = t("smoltcp").zip(fl).map(|(p, f)| format!("{:.2}", p / f));
+                let reference = t("reference").zip(fl).map(|(p, f)| format!("{:.2}", p / f));
+                match (smol, reference) {
+                    (Some(s), Some(r)) => format!("{s} ({r})"),
+                    (Some(s), None) => s,
+                    _ => "–".to_string(),
+                }
+            })
+            .collect();
+        println!("- {}: {}", m.name, per_run.join(" / "));
+    }
+}
+
+/// Linux's figures from BENCHMARKS.md (9 000 loopback connections).
+const LINUX_IDLE_BYTES: f64 = 4000.0;
+const LINUX_TIME_WAIT_BYTES: f64 = 256.0;
+
+/// Memory per connection from `tests/scale.rs`'s JSON, beside Linux and the
+/// targets (BENCHMARKS.md: a million idle connections in under 1 GiB, a
+/// TIME-WAIT record at most 64 bytes).
+fn memory_table(path: &Path) {
+    println!("\nMemory (`cargo test --release --test scale`):\n");
+    let Some(m) = read_json(path) else {
+        println!(
+            "not measured: run `cargo test --release --test scale` (writes {})",
+            path.display()
+        );
+        return;
+    };
+    let (Some(n), Some(idle)) = (
+        m["connections"].as_f64(),
+        m["idle_established_bytes_per_connection_per_side"].as_f64(),
+    ) else {
+        println!("{} lacks a field; run the scale test again", path.display());
+        return;
+    };
+    println!(
+        "Measured at {} connections on {} (resident memory growth, both stacks, every \
+         table and allocator overhead included).\n",
+        show(n, ""),
+        m["date"].as_str().unwrap_or("an unknown date")
+    );
+    let million = idle * 1e6 / (1u64 << 30) as f64;
+    let linux_million = LINUX_IDLE_BYTES * 1e6 / (1u64 << 30) as f64;
+    let met = |ok: bool| if ok { "yes" } else { "**no**" };
+    println!("| figure | flowlane | Linux (BENCHMARKS.md) | Linux / flowlane | target | met |");
+    println!("|---|---:|---:|---:|---|---|");
+    println!(
+        "| idle established connection, bytes per connection per side | {idle:.0} | {} | \
+         {:.1}× | – | – |",
+        show(LINUX_IDLE_BYTES, ""),
+        LINUX_IDLE_BYTES / idle
+    );
+    println!(
+        "| one million idle established connections, one stack | {million:.2} GiB | \
+         {linux_million:.2} GiB | {:.1}× | under 1 GiB | {} |",
+        LINUX_IDLE_BYTES / idle,
+        met(million < 1.0)
+    );
+    // The scale test writes the idle figures first: without this one it
+    // stopped before every connection reached TIME-WAIT.
+    match m["time_wait_bytes_per_record"].as_f64() {
+        Some(tw) => println!(
+            "| TIME-WAIT record, bytes (table included) | {tw:.1} | \
+             {LINUX_TIME_WAIT_BYTES:.0} | {:.1}× | at most 64 B | {} |",
+            LINUX_TIME_WAIT_BYTES / tw,
+            met(tw <= 64.0)
+        ),
+        None => println!(
+            "| TIME-WAIT record, bytes (table included) | not measured (the scale test \
+             stopped before its close phase ended) | {LINUX_TIME_WAIT_BYTES:.0} | – | \
+             at most 64 B | – |"
+        ),
+    }
+    if let Some(size) = m["time_wait_record_size"].as_u64() {
+        println!(
+            "\n(The TIME-WAIT record itself is {size} B; the rest is the ring and hash index.)"
+        );
     }
 }

@@ -415,9 +415,14 @@ impl Program {
     /// SIGTERM (a graceful stop), then the exit status and all output.
     fn stop(mut self, limit: Duration) -> (bool, String, String) {
         let child = self.child.as_ref().unwrap();
-        // SAFETY: kill(2) on the pid of a child we spawned and have not
-        // reaped, so the pid is still ours.
-        unsafe { libc::kill(child.id() as libc::pid_t, libc::SIGTERM) };
+        // kill(1), not kill(2) through libc: no `unsafe` outside src/phy/sys
+        // and src/ffi. The child is ours and not yet reaped, so the pid is
+        // still its own.
+        let sent = std::process::Command::new("kill")
+            .args(["-TERM", &child.id().to_string()])
+            .status()
+            .expect("run kill(1)");
+        assert!(sent.success(), "kill -TERM {} failed", child.id());
         self.finish(limit)
     }
 

@@ -4,6 +4,9 @@
 //! includes every table, slab, buffer and allocator overhead of both stacks.
 //!
 //! `FLOWLANE_SCALE_CONNS` sets the number (default 1 000 000).
+//!
+//! The figures also go to `<target dir>/flowlane-memory.json`, which
+//! `examples/bench_report.rs` prints as its memory table.
 
 use core::net::SocketAddrV4;
 
@@ -23,6 +26,40 @@ fn rss_bytes() -> usize {
 }
 
 const SERVER_PORTS: u16 = 20;
+
+/// The UTC date of `secs` since the Unix epoch, as `YYYY-MM-DD` (Howard
+/// Hinnant's `civil_from_days`; no date crate for one line of output).
+fn utc_date(secs: u64) -> String {
+    let z = (secs / 86_400) as i64 + 719_468;
+    let era = z.div_euclid(146_097);
+    let doe = z.rem_euclid(146_097);
+    let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
+    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
+    let mp = (5 * doy + 2) / 153;
+    let day = doy - (153 * mp + 2) / 5 + 1;
+    let month = if mp < 10 { mp + 3 } else { mp - 9 };
+    let year = yoe + era * 400 + i64::from(month <= 2);
+    format!("{year:04}-{month:02}-{day:02}")
+}
+
+/// Writes the memory figures where `bench_report` reads them: the target
+/// directory this test was built in (so `CARGO_TARGET_DIR` is honoured).
+fn write_memory_json(figures: &serde_json::Value) {
+    let target = std::path::Path::new(env!("CARGO_TARGET_TMPDIR"))
+        .parent()
+        .expect("CARGO_TARGET_TMPDIR is <target>/tmp");
+    let path = target.join("flowlane-memory.json");
+    let text = serde_json::to_string_pretty(figures).unwrap() + "\n";
+    std::fs::write(&path, text).unwrap_or_else(|e| panic!("write {}: {e}", path.display()));
+    eprintln!("memory figures written to {}", path.display());
+}
+
+#[test]
+fn utc_dates_from_unix_seconds() {
+    assert_eq!(utc_date(0), "1970-01-01");
+    assert_eq!(utc_date(951_782_400), "2000-02-29");
+    assert_eq!(utc_date(1_735_689_599), "2024-12-31");
+}
 
 #[test]
 #[cfg_attr(
@@ -83,6 +120,7 @@ fn a_million_idle_connections_fit_in_a_gibibyte_and_time_wait_records_in_64_byte
         }));
     }
     let open_time = started.elapsed();
+    let open_rate = n as f64 / open_time.as_secs_f64();
     let counts_a = p.a.tcp.state_counts();
     assert_eq!(counts_a[State::Established as usize], n as u64);
     let held = rss_bytes() - before - (clients.capacity() + servers.capacity()) * 8;
@@ -91,9 +129,24 @@ fn a_million_idle_connections_fit_in_a_gibibyte_and_time_wait_records_in_64_byte
         "{n} connections opened in {:.2} s ({:.0}/s); resident memory of both stacks: {:.1} MiB \
          = {per_conn:.0} B per connection per side",
         open_time.as_secs_f64(),
-        n as f64 / open_time.as_secs_f64(),
+        open_rate,
         held as f64 / (1 << 20) as f64
     );
+    let unix = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_secs();
+    let mut figures = serde_json::json!({
+        "connections": n,
+        "idle_established_bytes_per_connection_per_side": per_conn,
+        "idle_established_mib_per_stack": held as f64 / 2.0 / (1 << 20) as f64,
+        "connections_opened_per_second": open_rate,
+        "date": utc_date(unix),
+        "unix_time": unix,
+    });
+    // Written now and again with the TIME-WAIT figures, so a failure in
+    // the close phase still leaves the idle figures for the report.
+    write_memory_json(&figures);
     assert!(
         held / 2 < (1 << 30),
         "a million connections in under 1 GiB per stack"
@@ -105,9 +158,17 @@ fn a_million_idle_connections_fit_in_a_gibibyte_and_time_wait_records_in_64_byte
         p.a.tcp.close(*h, now).unwrap();
     }
     // The servers close when they see the clients' FINs.
-    assert!(p.run_until(Duration::from_secs(20), |p| {
+    let all_close_wait = p.run_until(Duration::from_secs(20), |p| {
         p.b.tcp.state_counts()[State::CloseWait as usize] == n as u64
-    }));
+    });
+    assert!(
+        all_close_wait,
+        "not every server in CLOSE-WAIT at {:?}: client states {:?}, server states {:?} \
+         (indexed by State)",
+        p.now,
+        p.a.tcp.state_counts(),
+        p.b.tcp.state_counts()
+    );
     let now = p.now;
     for h in &servers {
         p.b.tcp.close(*h, now).unwrap();
@@ -122,6 +183,11 @@ fn a_million_idle_connections_fit_in_a_gibibyte_and_time_wait_records_in_64_byte
         core::mem::size_of::<flowlane::tcp::timewait::TimeWaitRecord>()
     );
     assert_eq!(p.a.tcp.state_counts()[State::TimeWait as usize], n as u64);
+    figures["time_wait_records"] = n.into();
+    figures["time_wait_bytes_per_record"] = tw_bytes.into();
+    figures["time_wait_record_size"] =
+        core::mem::size_of::<flowlane::tcp::timewait::TimeWaitRecord>().into();
+    write_memory_json(&figures);
     assert!(tw_bytes <= 64.0, "{tw_bytes} B per TIME-WAIT record");
     // 2MSL later they are all gone.
     p.run_for(Duration::from_secs(61));
