@@ -663,6 +663,21 @@ fn lossy_echo(dev: Dev) {
     let mut topo = Topo::new(dev);
     topo.add_tcp_loss(5);
     let (inproc, published) = InProc::server(&mut topo, AppKind::Echo, 7777);
+    // FLOWLANE_LOSSY_PCAP=FILE: the kernel side's view (tcpdump in its
+    // namespace, headers only) for analysing the recovery.
+    let mut dump = std::env::var("FLOWLANE_LOSSY_PCAP").ok().map(|path| {
+        let path = format!("{path}.{dev:?}").to_lowercase();
+        let child = topo
+            .kernel
+            .command("tcpdump")
+            .args(["-i", &topo.kernel_if, "-s", "128", "-U", "-w", &path, "tcp"])
+            .stdout(std::process::Stdio::null())
+            .stderr(std::process::Stdio::null())
+            .spawn()
+            .expect("tcpdump");
+        std::thread::sleep(StdDuration::from_millis(500));
+        child
+    });
     let data = pattern(3, 16 * MIB);
     let (echoed, t) = echo_through(
         topo.connect(7777).unwrap(),
@@ -678,6 +693,14 @@ fn lossy_echo(dev: Dev) {
     let _ = inproc.wait_for(StdDuration::from_secs(3), |_| {
         published.lock().unwrap().counters.finished >= 1
     });
+    if let Some(child) = dump.as_mut() {
+        std::thread::sleep(StdDuration::from_millis(200));
+        // SIGTERM, so tcpdump flushes its file.
+        let _ = topo
+            .kernel
+            .exec("kill", &["-TERM", &child.id().to_string()]);
+        let _ = child.wait();
+    }
     let c = published.lock().unwrap().counters;
     println!(
         "{dev:?}: 16 MiB each way through 5 % loss in {:.2} s; flowlane retransmits {} (RTOs {}, fast {}); nft: {}",

@@ -113,15 +113,19 @@ fn third_duplicate_ack_fast_retransmits_and_fast_recovery_follows_rfc_5681() {
     assert_eq!(t.conn.info().cwnd, 11 * MSS as u32);
     assert_eq!(data_of(&t.dispatch()), [(10 * MSS, MSS), (11 * MSS, MSS)]);
     // Segment 1 is lost; 2..=11 arrive and each brings a duplicate ACK.
+    // The first two do not retransmit; each sends one new segment past
+    // cwnd (RFC 3042 Limited Transmit), cwnd unchanged.
     send!(t, ack_of(MSS, &[]));
+    assert_eq!(data_of(&t.dispatch()), [(12 * MSS, MSS)]);
     send!(t, ack_of(MSS, &[]));
-    assert!(t.dispatch().is_empty(), "two duplicates do not retransmit");
+    assert_eq!(data_of(&t.dispatch()), [(13 * MSS, MSS)]);
     assert_eq!(t.conn.counters().fast_retransmits, 0);
+    assert_eq!(t.conn.info().cwnd, 11 * MSS as u32);
     send!(t, ack_of(MSS, &[]));
     // Third duplicate: exactly the missing segment, ssthresh = FlightSize/2,
     // cwnd = ssthresh + 3 segments.
     assert_eq!(data_of(&t.dispatch()), [(MSS, MSS)]);
-    let flight = 11 * MSS as u32;
+    let flight = 13 * MSS as u32;
     let info = t.conn.info();
     assert_eq!(info.ssthresh, flight / 2);
     assert_eq!(info.cwnd, flight / 2 + 3 * MSS as u32);
@@ -133,10 +137,10 @@ fn third_duplicate_ack_fast_retransmits_and_fast_recovery_follows_rfc_5681() {
         send!(t, ack_of(MSS, &[]));
         assert_eq!(t.conn.info().cwnd, flight / 2 + (3 + i) * MSS as u32);
     }
-    // cwnd 15500, flight 11000: four new segments.
+    // cwnd 16500, flight 13000: three new segments.
     assert_eq!(
         data_of(&t.dispatch()),
-        (12..16).map(|i| (i * MSS, MSS)).collect::<Vec<_>>()
+        (14..17).map(|i| (i * MSS, MSS)).collect::<Vec<_>>()
     );
     // The retransmission arrives: everything up to 12 is acknowledged. cwnd
     // deflates to ssthresh; no slow start.
@@ -144,15 +148,15 @@ fn third_duplicate_ack_fast_retransmits_and_fast_recovery_follows_rfc_5681() {
     let info = t.conn.info();
     assert!(!info.in_recovery);
     assert_eq!(info.cwnd, info.ssthresh);
-    assert_eq!(info.cwnd, 5500);
+    assert_eq!(info.cwnd, 6500);
     // Congestion avoidance: one more segment per window of acknowledged
     // bytes.
     t.dispatch();
     send!(t, ack_of(16 * MSS, &[]));
-    assert_eq!(t.conn.info().cwnd, 5500, "4000 bytes acked < cwnd");
+    assert_eq!(t.conn.info().cwnd, 6500, "4000 bytes acked < cwnd");
     t.dispatch();
-    send!(t, ack_of(18 * MSS, &[]));
-    assert_eq!(t.conn.info().cwnd, 6500, "5500 bytes acked: +1 segment");
+    send!(t, ack_of(19 * MSS, &[]));
+    assert_eq!(t.conn.info().cwnd, 7500, "7000 bytes acked: +1 segment");
 }
 
 #[test]
@@ -537,4 +541,103 @@ fn nagle_does_not_hold_the_tail_of_a_segment_split_by_the_send_ring_wrap() {
     // 300 bytes, stored across the ring's end: two segments at once, the
     // second not held back as if it were a small write.
     assert_eq!(data_of(&t.dispatch()), [(900, 100), (1000, 200)]);
+}
+
+fn sack_config() -> (Config, TcpOptions) {
+    let mut cfg = config(Algorithm::NewReno);
+    cfg.sack = true;
+    let mut o = NO_OPTIONS;
+    o.sack_permitted = true;
+    (cfg, o)
+}
+
+/// A Linux peer's duplicate ACKs rarely meet RFC 5681's definition: its
+/// receive window grows as it reads, and in a two-way transfer they ride
+/// on its data. RFC 6675 §2 counts every ACK that SACKs new data.
+#[test]
+fn sack_duplicates_that_change_the_window_or_carry_data_start_fast_retransmit() {
+    let (cfg, o) = sack_config();
+    let mut t = established(&cfg, o);
+    write(&mut t, 20 * MSS);
+    assert_eq!(data_of(&t.dispatch()).len(), 10);
+    send!(t, ack_of(MSS, &[]));
+    assert_eq!(data_of(&t.dispatch()), [(10 * MSS, MSS), (11 * MSS, MSS)]);
+    // Segment 1 is lost. The first duplicate opens the window a little,
+    // the second carries 100 bytes of the peer's data, the third both.
+    let mut d1 = ack_of(MSS, &[(2 * MSS, 3 * MSS)]);
+    d1.window_len = PEER_WIN - 300;
+    send!(t, d1);
+    // Limited transmit: one new segment per the first two duplicates.
+    assert_eq!(data_of(&t.dispatch()), [(12 * MSS, MSS)]);
+    let mut d2 = ack_of(MSS, &[(2 * MSS, 4 * MSS)]);
+    d2.window_len = PEER_WIN - 300;
+    d2.payload = vec![1; 100];
+    send!(t, d2);
+    assert_eq!(data_of(&t.dispatch()), [(13 * MSS, MSS)]);
+    assert_eq!(t.conn.counters().fast_retransmits, 0);
+    let mut d3 = ack_of(MSS, &[(2 * MSS, 5 * MSS)]);
+    d3.seq_number = IRS + 1 + 100;
+    d3.window_len = PEER_WIN - 200;
+    d3.payload = vec![2; 100];
+    send!(t, d3);
+    // The third: fast retransmit of exactly the hole, no RTO.
+    assert_eq!(data_of(&t.dispatch()), [(MSS, MSS)]);
+    let c = t.conn.counters();
+    assert_eq!((c.fast_retransmits, c.rtos, c.retransmits), (1, 0, 1));
+    assert!(t.conn.info().in_recovery);
+    let mut full = ack_of(14 * MSS, &[]);
+    full.seq_number = IRS + 1 + 200;
+    send!(t, full);
+    assert!(!t.conn.info().in_recovery);
+}
+
+/// RFC 6675 has no rule for a retransmission that is lost again: it waits
+/// for the RTO (and then may not enter recovery again until everything
+/// sent before is acknowledged). Data sent after the retransmission being
+/// SACKed (three segments' worth, DupThresh) shows it was lost; it goes
+/// again at once, as RACK (RFC 8985) would find.
+#[test]
+fn a_lost_fast_retransmission_is_sent_again_without_an_rto() {
+    let (cfg, o) = sack_config();
+    let mut t = established(&cfg, o);
+    write(&mut t, 40 * MSS);
+    assert_eq!(data_of(&t.dispatch()).len(), 10);
+    send!(t, ack_of(MSS, &[]));
+    assert_eq!(data_of(&t.dispatch()), [(10 * MSS, MSS), (11 * MSS, MSS)]);
+    // Segment 1 is lost; two duplicates bring 12 and 13 (limited
+    // transmit), the third the fast retransmission.
+    let mut out = Vec::new();
+    for n in 3..=5 {
+        send!(t, ack_of(MSS, &[(2 * MSS, n * MSS)]));
+        out.extend(data_of(&t.dispatch()));
+    }
+    assert_eq!(out, [(12 * MSS, MSS), (13 * MSS, MSS), (MSS, MSS)]);
+    // The retransmission is lost too. Everything else arrives; as the pipe
+    // drains, new data goes out (RFC 6675 NextSeg rule 2).
+    let mut new = Vec::new();
+    for n in 6..=14 {
+        send!(t, ack_of(MSS, &[(2 * MSS, n * MSS)]));
+        new.extend(data_of(&t.dispatch()));
+    }
+    assert_eq!(
+        new,
+        (14..19).map(|i| (i * MSS, MSS)).collect::<Vec<_>>(),
+        "new data while the retransmission is outstanding"
+    );
+    assert_eq!(t.conn.counters().retransmits, 1);
+    // Two of the segments sent after the retransmission SACKed: not yet.
+    send!(t, ack_of(MSS, &[(2 * MSS, 16 * MSS)]));
+    assert!(!data_of(&t.dispatch()).contains(&(MSS, MSS)));
+    // The third: segment 1 goes again, long before the RTO (no time passed).
+    send!(t, ack_of(MSS, &[(2 * MSS, 17 * MSS)]));
+    let out = data_of(&t.dispatch());
+    assert_eq!(out.first(), Some(&(MSS, MSS)), "{out:?}");
+    let c = t.conn.counters();
+    assert_eq!((c.rtos, c.lost_retransmits), (0, 1));
+    // It arrives: recovery ends without a timeout.
+    let high = t.conn.snd_nxt() - seq(0);
+    send!(t, ack_of(high, &[]));
+    let info = t.conn.info();
+    assert!(!info.in_recovery);
+    assert_eq!(info.counters.rtos, 0);
 }

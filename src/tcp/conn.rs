@@ -91,6 +91,9 @@ pub struct ConnectionCounters {
     pub zero_window_probes: u64,
     /// Fast retransmits (third duplicate ACK or SACK loss detection).
     pub fast_retransmits: u64,
+    /// Retransmissions found lost in turn (SACKs for data sent after them)
+    /// and sent again without waiting for the RTO.
+    pub lost_retransmits: u64,
     /// SACK blocks received and taken into the scoreboard.
     pub sack_blocks_in: u64,
     /// Keepalive probes sent.
@@ -240,6 +243,9 @@ pub struct Connection {
     scoreboard: Scoreboard,
     /// RFC 6675 HighRxt: highest sequence retransmitted in this recovery.
     high_rxt: SeqNumber,
+    /// A retransmission was lost in turn (SACKs for data sent after it):
+    /// resend it on the next dispatch.
+    rtx_lost: bool,
 
     // Receive sequence space.
     irs: SeqNumber,
@@ -403,6 +409,7 @@ impl Connection {
             rtx_one: false,
             scoreboard: Scoreboard::default(),
             high_rxt: iss,
+            rtx_lost: false,
             irs: SeqNumber(0),
             rcv_nxt: SeqNumber(0),
             rcv_wscale,
@@ -911,6 +918,7 @@ impl Connection {
             || self.rst_now
             || self.resend_syn
             || self.rtx_one
+            || self.rtx_lost
             || self.probe_now
             || self.pending_rst_reply.is_some()
         {
@@ -984,8 +992,15 @@ impl Connection {
         let window = if rwnd_only {
             (self.snd_wnd as usize).saturating_sub(off)
         } else {
-            let wnd = self.snd_wnd.min(self.cc.cwnd()) as usize;
-            wnd.saturating_sub(off)
+            // RFC 3042 Limited Transmit (RFC 5681 §3.2 step 2): the first
+            // and second duplicate ACKs each let one segment of new data
+            // go past cwnd, so that a small window still draws the third
+            // duplicate; cwnd itself does not change.
+            let mut cwnd = self.cc.cwnd() as usize;
+            if self.recovery.is_none() && nxt >= self.snd_max {
+                cwnd += self.dup_acks.min(2) as usize * self.snd_mss;
+            }
+            (self.snd_wnd as usize).min(cwnd).saturating_sub(off)
         };
         let mss = self.payload_limit();
         let mut len = unsent.min(window).min(mss);
@@ -1354,24 +1369,41 @@ impl Connection {
             self.ack_immediate = true;
             return;
         }
+        let mut sacked_new = false;
         if self.sack_ok && seg.options.sack_count > 0 {
-            let taken = self.scoreboard.update(
+            let (taken, newly) = self.scoreboard.update(
                 seg.options.sack_blocks(),
                 self.snd_una.max(ack),
                 self.snd_max,
             );
             self.counters.sack_blocks_in += taken as u64;
+            sacked_new = newly > 0;
         }
         let window = (seg.window_len as u32) << self.snd_wscale;
+        // RFC 5681 §2: a duplicate ACK carries no data and no SYN/FIN,
+        // acknowledges SND.UNA and leaves the window as it was. RFC 6675 §2
+        // widens it for SACK: any ACK that SACKs new data is one, "even if
+        // it carries new data, changes the advertised window, or moves the
+        // cumulative acknowledgment point". A Linux peer's duplicates
+        // usually do one of these (its window grows as it reads; in a
+        // two-way transfer they ride on its data).
         if ack > self.snd_una {
             self.new_ack(now, seg, ack);
+            if sacked_new && self.snd_max > self.snd_una {
+                self.dup_ack(now);
+            }
         } else if ack == self.snd_una
-            && seg.payload.is_empty()
-            && !f.fin()
             && self.snd_max > self.snd_una
-            && window == self.snd_wnd
+            && (sacked_new || (seg.payload.is_empty() && !f.fin() && window == self.snd_wnd))
         {
             self.dup_ack(now);
+        }
+        if sacked_new && !self.rtx_lost {
+            let smss = self.snd_mss;
+            self.rtx_lost = self
+                .scoreboard
+                .lost_retransmission(self.snd_una, smss)
+                .is_some();
         }
         // Window update (RFC 9293 §3.10.7.4, SND.WL1/SND.WL2 rule).
         if self.snd_wl1 < seq || (self.snd_wl1 == seq && self.snd_wl2 <= ack) {
@@ -1864,6 +1896,8 @@ impl Connection {
             self.recover = self.snd_max;
             self.dup_acks = 0;
             self.rtx_one = false;
+            self.rtx_lost = false;
+            self.scoreboard.clear_retransmissions();
             self.high_rxt = self.snd_una;
         }
         // Go back to SND.UNA (SACKed ranges are skipped when resending).
@@ -2004,6 +2038,20 @@ impl Connection {
                 None => return sent,
             }
         }
+        if self.rtx_lost {
+            // Retransmissions lost in turn go again at once, whatever the
+            // pipe says (the pipe still counts them as in flight), once
+            // each: the new copy is watched like the first.
+            while let Some((seq, end)) = self.scoreboard.lost_retransmission(self.snd_una, smss) {
+                match self.retransmit(now, sink, seq, end - seq) {
+                    None => return sent,
+                    Some(0) => break,
+                    Some(_) => sent += 1,
+                }
+                self.counters.lost_retransmits += 1;
+            }
+            self.rtx_lost = false;
+        }
         if let Some(Recovery { sack: true, .. }) = self.recovery {
             // RFC 6675 §5 (C): while cwnd - pipe >= 1 SMSS, send NextSeg().
             loop {
@@ -2078,6 +2126,7 @@ impl Connection {
             sent += 1;
             if resend {
                 self.counters.retransmits += 1;
+                self.watch_retransmission(seq, len);
             }
             self.snd_nxt = seq + len + fin as usize;
             if fin {
@@ -2127,6 +2176,7 @@ impl Connection {
         }
         let (len, _) = self.emit_data(now, sink, flags, seq, off, len)?;
         self.counters.retransmits += 1;
+        self.watch_retransmission(seq, len);
         // Karn: the timed segment was retransmitted, its sample is void.
         if matches!(self.rtt_timing, Some((end, _)) if seq < end) {
             self.rtt_timing = None;
@@ -2135,6 +2185,17 @@ impl Connection {
             self.timers[Timer::Rto as usize] = now + self.rtt.rto();
         }
         Some(len)
+    }
+
+    /// With SACK, a retransmission of [seq, seq+len) is watched for loss:
+    /// whatever is sent after it lies at or above SND.NXT (new data in
+    /// recovery, the rest of the go-back-N after an RTO).
+    fn watch_retransmission(&mut self, seq: SeqNumber, len: usize) {
+        if self.sack_ok && len > 0 {
+            let end = seq + len;
+            self.scoreboard
+                .note_retransmission(seq, end, self.snd_nxt.max(end));
+        }
     }
 
     /// Zero window and data waiting with nothing in flight: arm the persist
