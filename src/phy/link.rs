@@ -62,6 +62,20 @@ pub struct LinkConfig {
     pub queue_limit: usize,
 }
 
+impl LinkConfig {
+    /// No loss, duplication, reordering, corruption, delay or rate limit:
+    /// frames arrive as sent, at once (the benchmarks' link).
+    pub fn is_perfect(&self) -> bool {
+        self.loss <= 0.0
+            && self.duplicate <= 0.0
+            && self.reorder <= 0.0
+            && self.corrupt <= 0.0
+            && self.delay.is_zero()
+            && self.jitter.is_zero()
+            && self.rate_bps.is_none()
+    }
+}
+
 impl Default for LinkConfig {
     fn default() -> Self {
         LinkConfig {
@@ -171,6 +185,8 @@ struct InFlight {
 #[derive(Debug)]
 struct Direction {
     config: LinkConfig,
+    /// `config` draws nothing and delays nothing (see `LinkConfig::is_perfect`).
+    perfect: bool,
     stats: LinkStats,
     /// Sorted by `(deliver_at, seq)`.
     queue: VecDeque<InFlight>,
@@ -208,6 +224,32 @@ impl Direction {
         next_seq: &mut u64,
     ) -> bool {
         let len = batch.get(i).len();
+        if self.perfect {
+            // A plain cable: size and queue checks, then straight on.
+            self.stats.sent += 1;
+            if len > self.config.mtu + ETHERNET_HEADER_LEN {
+                self.stats.oversized += 1;
+                return false;
+            }
+            if self.queue.len() >= self.config.queue_limit {
+                self.stats.queue_dropped += 1;
+                return false;
+            }
+            let mut frame = free.pop().unwrap_or_default();
+            if take_original {
+                batch.swap_frame(i, &mut frame);
+            } else {
+                frame.clear();
+                frame.extend_from_slice(batch.get(i));
+            }
+            self.enqueue(InFlight {
+                deliver_at: now,
+                seq: *next_seq,
+                frame,
+            });
+            *next_seq += 1;
+            return true;
+        }
         let c = self.config;
         self.stats.sent += 1;
         if len > c.mtu + ETHERNET_HEADER_LEN {
@@ -319,6 +361,7 @@ impl Link {
         let dirs = (0..n * n)
             .map(|_| Direction {
                 config,
+                perfect: config.is_perfect(),
                 stats: LinkStats::default(),
                 queue: VecDeque::new(),
                 busy_until: Instant::ZERO,
@@ -354,12 +397,14 @@ impl Link {
     pub fn set_config(&mut self, from_port: usize, to_port: usize, config: LinkConfig) {
         let i = self.dir_index(from_port, to_port);
         self.dirs[i].config = config;
+        self.dirs[i].perfect = config.is_perfect();
     }
 
     /// Sets the impairments for every direction.
     pub fn set_config_all(&mut self, config: LinkConfig) {
         for d in &mut self.dirs {
             d.config = config;
+            d.perfect = config.is_perfect();
         }
     }
 

@@ -56,10 +56,32 @@ impl SocketHandle {
 }
 
 /// The connection identifier (RFC 9293 §3.3.1's socket pair).
-#[derive(Clone, Copy, PartialEq, Eq, Hash, Debug)]
+#[derive(Clone, Copy, PartialEq, Eq, Debug)]
 pub struct FourTuple {
     pub local: SocketAddrV4,
     pub remote: SocketAddrV4,
+}
+
+impl FourTuple {
+    /// The 96 bits of the tuple in one integer.
+    #[inline]
+    pub fn packed(&self) -> u128 {
+        (u32::from(*self.local.ip()) as u128) << 64
+            | (u32::from(*self.remote.ip()) as u128) << 32
+            | (self.local.port() as u128) << 16
+            | self.remote.port() as u128
+    }
+}
+
+/// One write of the packed tuple: the derived `Hash` fed the keyed hasher
+/// six pieces (each address as a length-prefixed byte slice, each port),
+/// and the demux lookup showed as the costliest line of `Endpoint::process`
+/// in a time profile of W2.
+impl core::hash::Hash for FourTuple {
+    #[inline]
+    fn hash<H: core::hash::Hasher>(&self, state: &mut H) {
+        state.write_u128(self.packed());
+    }
 }
 
 /// Errors of the socket calls; each maps to one errno in the C API.
