@@ -195,6 +195,24 @@ struct Direction {
     rng: Rng,
 }
 
+/// Frame `i` of `batch` in a buffer of its own: moved out of the batch
+/// when `take_original` (the last destination), else copied into a spare.
+fn take_frame(
+    batch: &mut FrameBatch,
+    i: usize,
+    take_original: bool,
+    free: &mut Vec<Vec<u8>>,
+) -> Vec<u8> {
+    let mut frame = free.pop().unwrap_or_default();
+    if take_original {
+        batch.swap_frame(i, &mut frame);
+    } else {
+        frame.clear();
+        frame.extend_from_slice(batch.get(i));
+    }
+    frame
+}
+
 impl Direction {
     fn enqueue(&mut self, item: InFlight) {
         // Without jitter or reordering delivery times never decrease, so the
@@ -224,24 +242,18 @@ impl Direction {
         next_seq: &mut u64,
     ) -> bool {
         let len = batch.get(i).len();
+        self.stats.sent += 1;
+        if len > self.config.mtu + ETHERNET_HEADER_LEN {
+            self.stats.oversized += 1;
+            return false;
+        }
+        if self.queue.len() >= self.config.queue_limit {
+            self.stats.queue_dropped += 1;
+            return false;
+        }
         if self.perfect {
-            // A plain cable: size and queue checks, then straight on.
-            self.stats.sent += 1;
-            if len > self.config.mtu + ETHERNET_HEADER_LEN {
-                self.stats.oversized += 1;
-                return false;
-            }
-            if self.queue.len() >= self.config.queue_limit {
-                self.stats.queue_dropped += 1;
-                return false;
-            }
-            let mut frame = free.pop().unwrap_or_default();
-            if take_original {
-                batch.swap_frame(i, &mut frame);
-            } else {
-                frame.clear();
-                frame.extend_from_slice(batch.get(i));
-            }
+            // A plain cable: straight on, nothing drawn.
+            let frame = take_frame(batch, i, take_original, free);
             self.enqueue(InFlight {
                 deliver_at: now,
                 seq: *next_seq,
@@ -251,15 +263,6 @@ impl Direction {
             return true;
         }
         let c = self.config;
-        self.stats.sent += 1;
-        if len > c.mtu + ETHERNET_HEADER_LEN {
-            self.stats.oversized += 1;
-            return false;
-        }
-        if self.queue.len() >= c.queue_limit {
-            self.stats.queue_dropped += 1;
-            return false;
-        }
         let departed = match c.rate_bps {
             Some(bps) if bps > 0 => {
                 let start = now.max(self.busy_until);
@@ -282,13 +285,7 @@ impl Direction {
             self.stats.reordered += 1;
         }
 
-        let mut frame = free.pop().unwrap_or_default();
-        if take_original {
-            batch.swap_frame(i, &mut frame);
-        } else {
-            frame.clear();
-            frame.extend_from_slice(batch.get(i));
-        }
+        let mut frame = take_frame(batch, i, take_original, free);
         // The duplicate is copied before corruption, so at most one copy is
         // damaged.
         let duplicate = if self.queue.len() + 1 < c.queue_limit && self.rng.gen_bool(c.duplicate) {
@@ -494,39 +491,28 @@ impl Link {
 
     fn receive_at(&mut self, to: usize, now: Instant, batch: &mut FrameBatch, max: usize) -> usize {
         let mut received = 0;
-        if self.ports == 2 {
-            // A cable: one direction in, no merge by delivery time.
-            let dir = &mut self.dirs[(1 - to) * 2 + to];
-            while received < max {
-                match dir.queue.front() {
-                    Some(f) if f.deliver_at <= now => {}
+        while received < max {
+            let idx = if self.ports == 2 {
+                // A cable: one direction in, no merge by delivery time.
+                let idx = (1 - to) * 2 + to;
+                match self.dirs[idx].queue.front() {
+                    Some(f) if f.deliver_at <= now => idx,
                     _ => break,
                 }
-                let Some(mut item) = dir.queue.pop_front() else {
-                    break;
-                };
-                dir.stats.delivered += 1;
-                dir.stats.bytes_delivered += item.frame.len() as u64;
-                batch.push_swap(&mut item.frame);
-                if item.frame.capacity() > 0 && self.free.len() < FREE_LIST_MAX {
-                    self.free.push(item.frame);
-                }
-                received += 1;
-            }
-            return received;
-        }
-        while received < max {
-            let mut best: Option<(usize, Instant, u64)> = None;
-            for from in (0..self.ports).filter(|&from| from != to) {
-                let idx = from * self.ports + to;
-                if let Some(f) = self.dirs[idx].queue.front() {
-                    let earlier = best.is_none_or(|(_, t, s)| (f.deliver_at, f.seq) < (t, s));
-                    if f.deliver_at <= now && earlier {
-                        best = Some((idx, f.deliver_at, f.seq));
+            } else {
+                let mut best: Option<(usize, Instant, u64)> = None;
+                for from in (0..self.ports).filter(|&from| from != to) {
+                    let idx = from * self.ports + to;
+                    if let Some(f) = self.dirs[idx].queue.front() {
+                        let earlier = best.is_none_or(|(_, t, s)| (f.deliver_at, f.seq) < (t, s));
+                        if f.deliver_at <= now && earlier {
+                            best = Some((idx, f.deliver_at, f.seq));
+                        }
                     }
                 }
-            }
-            let Some((idx, _, _)) = best else { break };
+                let Some((idx, _, _)) = best else { break };
+                idx
+            };
             let dir = &mut self.dirs[idx];
             let Some(mut item) = dir.queue.pop_front() else {
                 break;

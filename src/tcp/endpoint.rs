@@ -1216,24 +1216,12 @@ impl Endpoint {
         self.after_change_owing(index, Owed::Unknown)
     }
 
-    /// After an API call or a segment: the connection may owe something,
-    /// which the next dispatch finds out. Small enough to inline; the rare
-    /// case (its state changed) takes the full bookkeeping.
+    /// After an API call: the connection may owe something, which the next
+    /// dispatch finds out. Small enough to inline; the rare case (its state
+    /// changed) takes the full bookkeeping.
     #[inline]
     fn touched(&mut self, index: u32) {
-        if let Some(s) = self.slots[index as usize].socket.as_mut() {
-            if let Kind::Connection(c) = &s.kind {
-                let state = c.state();
-                if s.counted == Some(state) && state != State::Closed {
-                    if !s.dirty {
-                        s.dirty = true;
-                        self.dirty.push(index);
-                    }
-                    return;
-                }
-            }
-        }
-        self.after_change_owing(index, Owed::Maybe)
+        self.touched_by(index, false)
     }
 
     /// After a segment: a connection that owes nothing now (the common
@@ -1242,13 +1230,24 @@ impl Endpoint {
     /// the send buffer, as after a request or a response.
     #[inline]
     fn segment_processed(&mut self, index: u32) {
+        self.touched_by(index, true)
+    }
+
+    #[inline]
+    fn touched_by(&mut self, index: u32, segment: bool) {
         if let Some(s) = self.slots[index as usize].socket.as_mut() {
             if let Kind::Connection(c) = &s.kind {
                 let state = c.state();
                 if s.counted == Some(state) && state != State::Closed {
-                    if !s.dirty {
+                    if s.dirty {
+                        return;
+                    }
+                    if segment {
                         let at = c.poll_at();
                         self.schedule(index, at);
+                    } else {
+                        s.dirty = true;
+                        self.dirty.push(index);
                     }
                     return;
                 }
