@@ -117,8 +117,14 @@ struct Pending {
 pub struct Interface {
     config: InterfaceConfig,
     netmask: u32,
-    /// Keyed hash: peers choose their addresses.
+    /// Keyed hash (random keys): peers choose their addresses.
     neighbors: HashMap<Ipv4Addr, Neighbor, ahash::RandomState>,
+    /// The neighbour (address, MAC) last refreshed by a frame from it, and
+    /// until when its entry keeps more than half its lifetime: frames from
+    /// it before then skip the lookup (a busy flow's every frame would
+    /// otherwise pay a hash lookup to refresh nothing).
+    refreshed: Option<(Ipv4Addr, EthernetAddress)>,
+    refresh_after: Instant,
     /// Last ARP request per unresolved address.
     requested: HashMap<Ipv4Addr, Instant>,
     pending: VecDeque<Pending>,
@@ -151,7 +157,9 @@ impl Interface {
             tx: FrameBatch::with_capacity(config.tx_burst),
             netmask,
             config,
-            neighbors: HashMap::with_hasher(ahash::RandomState::with_seeds(3, 1, 4, 1)),
+            neighbors: HashMap::with_hasher(ahash::RandomState::new()),
+            refreshed: None,
+            refresh_after: Instant::ZERO,
             requested: HashMap::new(),
             pending: VecDeque::new(),
             counters: InterfaceCounters::default(),
@@ -428,11 +436,16 @@ impl Interface {
         // Refreshed only when less than half its lifetime is left: one hash
         // lookup per frame would be wasted on a busy flow.
         let ttl = self.config.arp_ttl;
-        if let Some(n) = self.neighbors.get_mut(&src) {
-            if n.mac == eth.src_addr
-                && n.expires_at < now + Duration::from_micros(ttl.total_micros() / 2)
-            {
-                n.expires_at = now + ttl;
+        if self.refreshed != Some((src, eth.src_addr)) || now >= self.refresh_after {
+            let half = Duration::from_micros(ttl.total_micros() / 2);
+            if let Some(n) = self.neighbors.get_mut(&src) {
+                if n.mac == eth.src_addr {
+                    if n.expires_at < now + half {
+                        n.expires_at = now + ttl;
+                    }
+                    self.refreshed = Some((src, eth.src_addr));
+                    self.refresh_after = n.expires_at - half;
+                }
             }
         }
         let body = packet.payload();

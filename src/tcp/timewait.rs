@@ -319,6 +319,17 @@ impl<S: BuildHasher> TimeWaitTable<S> {
     /// Adds a record (replacing a live one for the same tuple).
     pub fn insert(&mut self, record: TimeWaitRecord) {
         self.remove(&record.tuple);
+        self.insert_new(record);
+    }
+
+    /// Adds a record for a tuple that has none: a connection's own, since
+    /// opening it removed any older record for its tuple (one lookup less
+    /// than [`insert`](Self::insert)).
+    pub fn insert_new(&mut self, record: TimeWaitRecord) {
+        debug_assert!(
+            self.find_pos(&record.tuple).is_none(),
+            "already in TIME-WAIT"
+        );
         let pos = self.head.wrapping_add(self.ring.len() as u32);
         self.ring.push_back(record);
         let hash = self.hasher.hash_one(record.tuple);
@@ -327,6 +338,34 @@ impl<S: BuildHasher> TimeWaitTable<S> {
             hasher.hash_one(ring[p.wrapping_sub(head) as usize].tuple)
         });
         self.live += 1;
+    }
+
+    /// One lookup for "is `tuple` in TIME-WAIT, and may it go?": `None` if
+    /// there is no record; otherwise `take` judges the record, which is
+    /// removed and returned as `Some(Ok(..))` if it says so, or kept
+    /// (`Some(Err(()))`).
+    pub fn take_if(
+        &mut self,
+        tuple: &FourTuple,
+        take: impl FnOnce(&TimeWaitRecord) -> bool,
+    ) -> Option<Result<TimeWaitRecord, ()>> {
+        let hash = self.hasher.hash_one(tuple);
+        let (ring, head) = (&self.ring, self.head);
+        let entry = self
+            .index
+            .find_entry(hash, |&pos| {
+                ring[pos.wrapping_sub(head) as usize].tuple == *tuple
+            })
+            .ok()?;
+        let slot = entry.get().wrapping_sub(head) as usize;
+        if !take(&ring[slot]) {
+            return Some(Err(()));
+        }
+        entry.remove();
+        let rec = &mut self.ring[slot];
+        rec.flags |= FLAG_DEAD;
+        self.live -= 1;
+        Some(Ok(*rec))
     }
 
     /// Removes the record for `tuple`, returning it.
