@@ -140,7 +140,7 @@ struct fl_config *fl_config_new(void);
 // | rx_buffer, tx_buffer | bytes per connection, `k`/`m` suffixes (default 256k) |
 // | congestion | `reno`, `newreno` (default) or `cubic` |
 // | port_range | ephemeral ports `LOW-HIGH` (default 32768-60999) |
-// | mss, nodelay, timestamps, sack, window_scale, delayed_ack_ms | TCP options |
+// | mss, nodelay, timestamps, sack, tail_loss_probe, window_scale, delayed_ack_ms | TCP options |
 // | initial_rto_ms, min_rto_ms, max_rto_ms, syn_retries, data_retries | retransmission |
 // | max_sockets, max_backlog, max_syn_backlog | limits per core |
 // | idle | `busy` (default: spin) or `backoff` (sleep when idle) |

@@ -44,7 +44,11 @@ fn impairments() -> Vec<(&'static str, LinkConfig)> {
 
 /// One run; Err describes what went wrong.
 fn run(seed: u64, link: &LinkConfig) -> Result<Duration, String> {
-    let (a, b) = Pair::configs();
+    let (mut a, mut b) = Pair::configs();
+    // Odd seeds run with the tail loss probe (RFC 8985 §7, off by default).
+    for c in [&mut a, &mut b] {
+        c.endpoint.tcp.tail_loss_probe = seed % 2 == 1;
+    }
     let mut p = Pair::with(Link::new(*link, seed), a, b);
     let start = p.now;
     let (c, s, _) = connect(&mut p);

@@ -546,6 +546,7 @@ fn nagle_does_not_hold_the_tail_of_a_segment_split_by_the_send_ring_wrap() {
 fn sack_config() -> (Config, TcpOptions) {
     let mut cfg = config(Algorithm::NewReno);
     cfg.sack = true;
+    cfg.tail_loss_probe = true;
     let mut o = NO_OPTIONS;
     o.sack_permitted = true;
     (cfg, o)
@@ -640,4 +641,101 @@ fn a_lost_fast_retransmission_is_sent_again_without_an_rto() {
     let info = t.conn.info();
     assert!(!info.in_recovery);
     assert_eq!(info.counters.rtos, 0);
+}
+
+/// RFC 8985 §7: the last two segments of a flight are lost and nothing
+/// follows them, so no duplicate ACK can come. About two round trips later
+/// a probe resends the last one, long before the RTO; its SACK shows the
+/// segment before it lost (RACK's inference), which fast recovery resends.
+#[test]
+fn a_lost_tail_is_probed_two_round_trips_later_not_after_the_rto() {
+    let (cfg, o) = sack_config();
+    let mut t = established_after(&cfg, o, Duration::from_millis(10));
+    write(&mut t, 4 * MSS);
+    assert_eq!(data_of(&t.dispatch()).len(), 4);
+    t.advance(Duration::from_millis(10));
+    send!(t, ack_of(2 * MSS, &[]));
+    assert!(data_of(&t.dispatch()).is_empty());
+    // PTO = 2·SRTT (SRTT 10 ms) with two segments out; the RTO is 200 ms.
+    t.advance(Duration::from_millis(19));
+    assert!(data_of(&t.dispatch()).is_empty(), "not before the PTO");
+    t.advance(Duration::from_millis(2));
+    assert_eq!(data_of(&t.dispatch()), [(3 * MSS, MSS)], "the probe");
+    let c = t.conn.counters();
+    assert_eq!((c.tail_loss_probes, c.rtos, c.retransmits), (1, 0, 1));
+    t.advance(Duration::from_millis(10));
+    send!(t, ack_of(2 * MSS, &[(3 * MSS, 4 * MSS)]));
+    assert_eq!(data_of(&t.dispatch()), [(2 * MSS, MSS)], "the hole");
+    assert!(t.conn.info().in_recovery);
+    t.advance(Duration::from_millis(10));
+    send!(t, ack_of(4 * MSS, &[]));
+    t.dispatch();
+    let info = t.conn.info();
+    assert_eq!(info.counters.rtos, 0);
+    assert_eq!(info.counters.fast_retransmits, 1);
+    assert!(!info.in_recovery);
+}
+
+/// One segment in flight: the PTO adds the worst-case delayed ACK
+/// (200 ms), so the probe would come no sooner than the RTO and the RTO
+/// recovers it, as RFC 8985 §7.2 intends.
+#[test]
+fn a_single_segment_flight_is_left_to_the_rto() {
+    let (cfg, o) = sack_config();
+    let mut t = established_after(&cfg, o, Duration::from_millis(10));
+    write(&mut t, MSS);
+    assert_eq!(data_of(&t.dispatch()).len(), 1);
+    t.advance(Duration::from_millis(199));
+    assert!(data_of(&t.dispatch()).is_empty());
+    t.advance(Duration::from_millis(2));
+    assert_eq!(data_of(&t.dispatch()), [(0, MSS)]);
+    let c = t.conn.counters();
+    assert_eq!((c.tail_loss_probes, c.rtos), (0, 1));
+}
+
+/// With data waiting that cwnd held back, the probe is new data (the
+/// receive window allows it; cwnd does not count for the probe), and a
+/// probe whose ACK carries a D-SACK (the original arrived) costs no cwnd.
+#[test]
+fn a_probe_sends_new_data_when_there_is_some() {
+    let (cfg, o) = sack_config();
+    let mut t = established_after(&cfg, o, Duration::from_millis(10));
+    write(&mut t, 14 * MSS);
+    assert_eq!(data_of(&t.dispatch()).len(), 10, "initial window");
+    t.advance(Duration::from_millis(21));
+    assert_eq!(data_of(&t.dispatch()), [(10 * MSS, MSS)], "new data");
+    assert_eq!(t.conn.counters().tail_loss_probes, 1);
+    assert_eq!(t.conn.counters().retransmits, 0);
+    // Everything arrived after all (a slow path): the ACK covers the probe.
+    let cwnd = t.conn.info().cwnd;
+    send!(t, ack_of(11 * MSS, &[]));
+    t.dispatch();
+    assert!(t.conn.info().cwnd >= cwnd, "no loss: no response");
+    assert_eq!(t.conn.counters().rtos, 0);
+}
+
+/// Without SACK, or switched off, there is no probe: the RTO recovers.
+#[test]
+fn without_sack_or_when_off_the_tail_waits_for_the_rto() {
+    for (sack, tlp) in [(false, true), (true, false)] {
+        let (mut cfg, mut o) = sack_config();
+        cfg.sack = sack;
+        o.sack_permitted = sack;
+        cfg.tail_loss_probe = tlp;
+        let mut t = established_after(&cfg, o, Duration::from_millis(10));
+        write(&mut t, 4 * MSS);
+        assert_eq!(data_of(&t.dispatch()).len(), 4);
+        t.advance(Duration::from_millis(10));
+        send!(t, ack_of(3 * MSS, &[]));
+        t.advance(Duration::from_millis(100));
+        assert!(data_of(&t.dispatch()).is_empty(), "sack {sack} tlp {tlp}");
+        t.advance(Duration::from_millis(150));
+        assert_eq!(data_of(&t.dispatch()), [(3 * MSS, MSS)]);
+        let c = t.conn.counters();
+        assert_eq!(
+            (c.tail_loss_probes, c.rtos),
+            (0, 1),
+            "sack {sack} tlp {tlp}"
+        );
+    }
 }

@@ -95,6 +95,7 @@ pub(crate) const KEYS: &[(&str, &str)] = &[
     ("nodelay", "bool"),
     ("timestamps", "bool"),
     ("sack", "bool"),
+    ("tail_loss_probe", "bool"),
     ("window_scale", "bool"),
     ("delayed_ack_ms", "milliseconds"),
     ("initial_rto_ms", "milliseconds"),
@@ -264,6 +265,7 @@ impl Settings {
             "nodelay" => parse_bool(value).map(|b| tcp.nodelay = b),
             "timestamps" => parse_bool(value).map(|b| tcp.timestamps = b),
             "sack" => parse_bool(value).map(|b| tcp.sack = b),
+            "tail_loss_probe" => parse_bool(value).map(|b| tcp.tail_loss_probe = b),
             "window_scale" => parse_bool(value).map(|b| tcp.window_scale = b),
             "delayed_ack_ms" => millis(value)
                 .filter(|d| d.total_millis() <= 500)

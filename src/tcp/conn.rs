@@ -98,6 +98,8 @@ pub struct ConnectionCounters {
     pub sack_blocks_in: u64,
     /// Keepalive probes sent.
     pub keepalive_probes: u64,
+    /// Tail loss probes sent (RFC 8985 §7).
+    pub tail_loss_probes: u64,
     /// Segments taken by header prediction (the fast path).
     pub fast_path: u64,
 }
@@ -139,8 +141,10 @@ enum Timer {
     DelayedAck = 3,
     /// Keepalive idle and probe interval (RFC 1122 §4.2.3.6).
     Keepalive = 4,
+    /// Tail loss probe (RFC 8985 §7.2, the PTO).
+    Probe = 5,
 }
-const TIMERS: usize = 5;
+const TIMERS: usize = 6;
 
 /// Loss recovery in progress.
 #[derive(Clone, Copy, Debug)]
@@ -246,6 +250,11 @@ pub struct Connection {
     /// A retransmission was lost in turn (SACKs for data sent after it):
     /// resend it on the next dispatch.
     rtx_lost: bool,
+    /// The probe timeout fired: send one probe on the next dispatch.
+    tlp_now: bool,
+    /// A probe is out (RFC 8985's TLP.end_seq) and whether it was a
+    /// retransmission; the episode ends when an ACK covers it.
+    tlp_end: Option<(SeqNumber, bool)>,
 
     // Receive sequence space.
     irs: SeqNumber,
@@ -410,6 +419,8 @@ impl Connection {
             scoreboard: Scoreboard::default(),
             high_rxt: iss,
             rtx_lost: false,
+            tlp_now: false,
+            tlp_end: None,
             irs: SeqNumber(0),
             rcv_nxt: SeqNumber(0),
             rcv_wscale,
@@ -919,6 +930,7 @@ impl Connection {
             || self.resend_syn
             || self.rtx_one
             || self.rtx_lost
+            || self.tlp_now
             || self.probe_now
             || self.pending_rst_reply.is_some()
         {
@@ -1100,6 +1112,7 @@ impl Connection {
                 }
             }
         }
+        self.arm_probe(now);
     }
 
     /// Header prediction (Van Jacobson's fast path, as in BSD's
@@ -1674,6 +1687,27 @@ impl Connection {
     /// congestion controller or the recovery in progress reacts.
     fn new_ack(&mut self, now: Instant, seg: &TcpRepr<'_>, ack: SeqNumber) {
         let acked = self.ack_received(now, ack);
+        // RFC 8985 §7.2: an ACK that moves SND.UNA restarts the PTO (armed
+        // again after this segment); §7.4: the probe's episode ends when
+        // it is acknowledged.
+        self.timers[Timer::Probe as usize] = Instant::FAR_FUTURE;
+        if let Some((end, retransmitted)) = self.tlp_end {
+            if ack >= end {
+                self.tlp_end = None;
+                // A retransmitted probe that no D-SACK (RFC 2883: a block
+                // below the cumulative ACK) calls a duplicate repaired a
+                // loss: respond as to one (§7.4.2), without entering
+                // recovery, since the loss is already repaired.
+                let dsack = seg.options.sack_blocks().iter().any(|&(_, e)| e <= ack);
+                if retransmitted && !dsack {
+                    let smss = self.snd_mss as u32;
+                    let flight = ((self.snd_max - self.snd_una) as u32).max(smss);
+                    self.cc.on_loss(now, flight, smss);
+                    let ssthresh = self.cc.ssthresh();
+                    self.cc.set_cwnd(ssthresh);
+                }
+            }
+        }
         // RTT: with timestamps, one sample per flight from the echoed TSval
         // (RFC 7323 §4.1, retransmissions included); otherwise Karn's timed
         // segment, never a retransmitted one.
@@ -1742,9 +1776,17 @@ impl Connection {
             return;
         }
         let sack_says_lost = self.sack_ok && self.scoreboard.is_lost(self.snd_una, self.snd_mss);
+        // A duplicate during a tail loss probe episode: the probe, sent
+        // last, arrived while the data before it did not, which RACK
+        // (RFC 8985 §7.4.1) takes as lost; without it, one probe could not
+        // draw the three duplicates RFC 6675 waits for.
+        let probe_says_lost = self.tlp_end.is_some();
         // RFC 6582 §3.2 step 2: not while SND.UNA is still below the last
         // recovery point (these duplicates belong to the old loss).
-        if (self.dup_acks >= 3 || sack_says_lost) && self.snd_una >= self.recover {
+        if (self.dup_acks >= 3 || sack_says_lost || probe_says_lost) && self.snd_una >= self.recover
+        {
+            // Recovery's cwnd response covers the probe's episode too.
+            self.tlp_end = None;
             let flight = (self.snd_max - self.snd_una) as u32;
             self.cc.on_loss(now, flight, smss);
             let sack = self.sack_ok && !self.scoreboard.is_empty();
@@ -1828,6 +1870,10 @@ impl Connection {
             self.timers[Timer::Keepalive as usize] = Instant::FAR_FUTURE;
             self.on_keepalive(now);
         }
+        if self.timers[Timer::Probe as usize] <= now {
+            self.timers[Timer::Probe as usize] = Instant::FAR_FUTURE;
+            self.tlp_now = self.tlp_eligible();
+        }
         if self.timers[Timer::Persist as usize] <= now {
             self.timers[Timer::Persist as usize] = Instant::FAR_FUTURE;
             if self.snd_wnd == 0 && self.snd_una == self.snd_max {
@@ -1900,6 +1946,9 @@ impl Connection {
             self.scoreboard.clear_retransmissions();
             self.high_rxt = self.snd_una;
         }
+        self.tlp_now = false;
+        self.tlp_end = None;
+        self.timers[Timer::Probe as usize] = Instant::FAR_FUTURE;
         // Go back to SND.UNA (SACKed ranges are skipped when resending).
         self.snd_nxt = self.snd_una;
         if self.snd_wnd == 0 && self.state.is_synchronized() {
@@ -2003,6 +2052,7 @@ impl Connection {
             }
         }
         self.arm_persist(now);
+        self.arm_probe(now);
         sent
     }
 
@@ -2042,7 +2092,12 @@ impl Connection {
             // Retransmissions lost in turn go again at once, whatever the
             // pipe says (the pipe still counts them as in flight), once
             // each: the new copy is watched like the first.
-            while let Some((seq, end)) = self.scoreboard.lost_retransmission(self.snd_una, smss) {
+            // Bounded: each watched range at most once per dispatch.
+            for _ in 0..crate::tcp::sack::RETRANSMISSION_MARKS {
+                let Some((seq, end)) = self.scoreboard.lost_retransmission(self.snd_una, smss)
+                else {
+                    break;
+                };
                 match self.retransmit(now, sink, seq, end - seq) {
                     None => return sent,
                     Some(0) => break,
@@ -2051,6 +2106,12 @@ impl Connection {
                 self.counters.lost_retransmits += 1;
             }
             self.rtx_lost = false;
+        }
+        if self.tlp_now {
+            match self.send_probe(now, sink) {
+                Some(n) => sent += n,
+                None => return sent,
+            }
         }
         if let Some(Recovery { sack: true, .. }) = self.recovery {
             // RFC 6675 §5 (C): while cwnd - pipe >= 1 SMSS, send NextSeg().
@@ -2196,6 +2257,81 @@ impl Connection {
             self.scoreboard
                 .note_retransmission(seq, end, self.snd_nxt.max(end));
         }
+    }
+
+    /// RFC 8985 §7.2: may a tail loss probe be scheduled or sent? Data in
+    /// flight with SACK, not in loss recovery or RTO backoff, no probe out,
+    /// and no FIN sent (its loss is left to the RTO).
+    #[inline]
+    fn tlp_eligible(&self) -> bool {
+        self.snd_una < self.snd_max
+            && self.sack_ok
+            && self.cfg.tail_loss_probe
+            && matches!(self.state, State::Established | State::CloseWait)
+            && self.recovery.is_none()
+            && self.retries == 0
+            && !self.rtx_one
+            && self.tlp_end.is_none()
+            && self.fin_seq.is_none()
+    }
+
+    /// RFC 8985 §7.2: PTO = 2·SRTT (1 s before any sample), plus the
+    /// worst-case delayed ACK (200 ms) when one segment is in flight, at
+    /// least 2 ms (Linux's floor, two ticks), and never after the RTO.
+    #[inline]
+    fn arm_probe(&mut self, now: Instant) {
+        if self.timers[Timer::Probe as usize] != Instant::FAR_FUTURE || !self.tlp_eligible() {
+            return;
+        }
+        self.arm_probe_slow(now);
+    }
+
+    fn arm_probe_slow(&mut self, now: Instant) {
+        let mut pto = if self.rtt.has_sample {
+            2 * self.rtt.srtt
+        } else {
+            1_000_000
+        };
+        if self.snd_max - self.snd_una <= self.snd_mss {
+            pto += 200_000;
+        }
+        let at =
+            (now + Duration::from_micros(pto.max(2_000))).min(self.timers[Timer::Rto as usize]);
+        self.timers[Timer::Probe as usize] = at;
+    }
+
+    /// RFC 8985 §7.3: one segment of new data if the receive window allows
+    /// (cwnd aside), else the last segment sent again. Then the RTO
+    /// restarts. None if the sink refused (the probe stays due).
+    fn send_probe(&mut self, now: Instant, sink: &mut impl Sink) -> Option<usize> {
+        self.tlp_now = false;
+        if !self.tlp_eligible() {
+            return Some(0);
+        }
+        let mut retransmitted = false;
+        let mut sent = if self.snd_nxt == self.snd_max {
+            self.send_new(now, sink, 1, true)
+        } else {
+            0
+        };
+        if sent == 0 {
+            let len = (self.snd_max - self.snd_una).min(self.snd_mss);
+            let seq = self.snd_max - len;
+            match self.retransmit(now, sink, seq, len) {
+                Some(_) => {
+                    sent = 1;
+                    retransmitted = true;
+                }
+                None => {
+                    self.tlp_now = true;
+                    return None;
+                }
+            }
+        }
+        self.tlp_end = Some((self.snd_max, retransmitted));
+        self.counters.tail_loss_probes += 1;
+        self.timers[Timer::Rto as usize] = now + self.rtt.rto();
+        Some(sent)
     }
 
     /// Zero window and data waiting with nothing in flight: arm the persist

@@ -120,15 +120,22 @@ impl Scoreboard {
             baseline,
         };
         let st = self.store_mut();
-        let n = st.marks_len;
-        if let Some(m) = st.marks[..n]
-            .iter_mut()
-            .find(|m| m.start <= start && start < m.end)
-        {
-            *m = mark;
-        } else if n < RETRANSMISSION_MARKS {
-            st.marks[n] = mark;
-            st.marks_len = n + 1;
+        // The new copy replaces every mark it overlaps (a tail loss probe
+        // resends the last segment, which need not line up with earlier
+        // retransmissions): overlapping marks could otherwise keep a range
+        // "lost" after it was sent again.
+        let mut keep = 0;
+        for i in 0..st.marks_len {
+            let m = st.marks[i];
+            if m.end <= start || end <= m.start {
+                st.marks[keep] = m;
+                keep += 1;
+            }
+        }
+        st.marks_len = keep;
+        if keep < RETRANSMISSION_MARKS {
+            st.marks[keep] = mark;
+            st.marks_len = keep + 1;
         }
     }
 
