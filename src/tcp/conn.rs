@@ -2280,7 +2280,10 @@ impl Connection {
     /// least 2 ms (Linux's floor, two ticks), and never after the RTO.
     #[inline]
     fn arm_probe(&mut self, now: Instant) {
-        if self.timers[Timer::Probe as usize] != Instant::FAR_FUTURE || !self.tlp_eligible() {
+        if !self.cfg.tail_loss_probe
+            || self.timers[Timer::Probe as usize] != Instant::FAR_FUTURE
+            || !self.tlp_eligible()
+        {
             return;
         }
         self.arm_probe_slow(now);
