@@ -370,20 +370,7 @@ impl<S: BuildHasher> TimeWaitTable<S> {
 
     /// Removes the record for `tuple`, returning it.
     pub fn remove(&mut self, tuple: &FourTuple) -> Option<TimeWaitRecord> {
-        let hash = self.hasher.hash_one(tuple);
-        let (ring, head) = (&self.ring, self.head);
-        let entry = self
-            .index
-            .find_entry(hash, |&pos| {
-                ring[pos.wrapping_sub(head) as usize].tuple == *tuple
-            })
-            .ok()?;
-        let (pos, _) = entry.remove();
-        let slot = self.slot(pos);
-        let rec = &mut self.ring[slot];
-        rec.flags |= FLAG_DEAD;
-        self.live -= 1;
-        Some(*rec)
+        self.take_if(tuple, |_| true)?.ok()
     }
 
     /// Restarts 2MSL for `tuple` from `now` (a retransmitted FIN).
