@@ -14,6 +14,9 @@
 //! Run without `taskset` (it pins its own threads): `cargo bench --bench
 //! kernel`; `-- --test` runs each workload once.
 
+#[path = "results.rs"]
+mod results;
+
 use std::io::{ErrorKind, Read, Write};
 use std::net::{SocketAddrV4, TcpListener, TcpStream};
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
@@ -22,6 +25,7 @@ use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
 
 use criterion::{BenchmarkGroup, Criterion, SamplingMode, Throughput};
+use results::{baseline_name, w4_json, write_extra};
 use socket2::{Domain, Socket, Type};
 
 type Group<'a> = BenchmarkGroup<'a, criterion::measurement::WallTime>;
@@ -402,27 +406,6 @@ fn group<'a>(c: &'a mut Criterion, name: &str) -> Group<'a> {
     g
 }
 
-fn criterion_dir() -> std::path::PathBuf {
-    let target = std::env::var_os("CARGO_TARGET_DIR").unwrap_or_else(|| "target".into());
-    std::path::PathBuf::from(target).join("criterion")
-}
-
-/// Criterion only measures (and we only write W4's figures beside its
-/// results) when cargo runs the bench as a benchmark: `--bench` and no
-/// `--test`.
-fn measuring() -> bool {
-    let args: Vec<String> = std::env::args().collect();
-    args.iter().any(|a| a == "--bench") && !args.iter().any(|a| a == "--test")
-}
-
-fn baseline_name() -> String {
-    let args: Vec<String> = std::env::args().collect();
-    args.iter()
-        .position(|a| a == "--save-baseline")
-        .and_then(|i| args.get(i + 1).cloned())
-        .unwrap_or_else(|| "new".to_string())
-}
-
 fn main() {
     let mut c = Criterion::default().configure_from_args();
     let baseline = baseline_name();
@@ -472,14 +455,8 @@ fn main() {
             w.completed as f64 / secs,
             w.failed
         );
-        let dir = criterion_dir().join("w4_connection_rate").join("linux");
-        let json = format!(
-            "{{\"completed\": {}, \"seconds\": {secs:.3}, \"failed\": {}, \"time_wait\": {tw}}}\n",
-            w.completed, w.failed
-        );
-        if measuring() && std::fs::create_dir_all(&dir).is_ok() {
-            let _ = std::fs::write(dir.join(format!("extra-{baseline}.json")), json);
-        }
+        let json = w4_json(w.completed, secs, w.failed, tw);
+        write_extra("w4_connection_rate", "linux", &baseline, &json);
     }
 
     c.final_summary();

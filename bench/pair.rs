@@ -15,12 +15,15 @@
 //! `cargo bench --bench pair` times everything in a few minutes;
 //! `cargo bench --bench pair -- --test` runs each workload once.
 
+#[path = "results.rs"]
+mod results;
 #[path = "workloads.rs"]
 mod workloads;
 
 use std::time::{Duration, Instant};
 
 use criterion::{BenchmarkGroup, Criterion, SamplingMode, Throughput};
+use results::{baseline_name, w4_json, write_extra};
 use workloads::{Bulk, ConnRate, Echo, Flowlane, Net, Smoltcp, BULK_OP_BYTES, ECHO_CONNECTIONS};
 
 fn group<'a>(
@@ -74,38 +77,8 @@ fn w4<N: Net>(g: &mut BenchmarkGroup<'_, criterion::measurement::WallTime>, base
         s.failed,
         s.time_wait
     );
-    let dir = criterion_dir().join("w4_connection_rate").join(N::NAME);
-    let json = format!(
-        "{{\"completed\": {}, \"seconds\": {secs:.3}, \"failed\": {}, \"time_wait\": {}}}\n",
-        s.completed, s.failed, s.time_wait
-    );
-    if measuring() && std::fs::create_dir_all(&dir).is_ok() {
-        let _ = std::fs::write(dir.join(format!("extra-{baseline}.json")), json);
-    }
-}
-
-/// Where criterion writes (it honours CARGO_TARGET_DIR; benches run in the
-/// package root).
-fn criterion_dir() -> std::path::PathBuf {
-    let target = std::env::var_os("CARGO_TARGET_DIR").unwrap_or_else(|| "target".into());
-    std::path::PathBuf::from(target).join("criterion")
-}
-
-/// The baseline criterion saves to (`--save-baseline NAME`), else "new".
-/// Criterion only measures (and we only write W4's figures beside its
-/// results) when cargo runs the bench as a benchmark: `--bench` and no
-/// `--test`.
-fn measuring() -> bool {
-    let args: Vec<String> = std::env::args().collect();
-    args.iter().any(|a| a == "--bench") && !args.iter().any(|a| a == "--test")
-}
-
-fn baseline_name() -> String {
-    let args: Vec<String> = std::env::args().collect();
-    args.iter()
-        .position(|a| a == "--save-baseline")
-        .and_then(|i| args.get(i + 1).cloned())
-        .unwrap_or_else(|| "new".to_string())
+    let json = w4_json(s.completed, secs, s.failed, s.time_wait);
+    write_extra("w4_connection_rate", N::NAME, baseline, &json);
 }
 
 fn main() {

@@ -57,6 +57,10 @@
 //!   `apps::EchoServer`, which echoes whatever it reads (so W4's server
 //!   replies and then closes after the client's FIN).
 
+#[path = "results.rs"]
+mod results;
+
+use results::{baseline_name, measuring};
 use std::io::{ErrorKind, Read, Write};
 use std::net::{Ipv4Addr, SocketAddrV4, TcpListener, TcpStream};
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -1035,27 +1039,11 @@ fn timed(f: impl FnOnce()) -> Duration {
 /// Writes `json` to `<group>/<pairing>/extra-<baseline>.json` beside
 /// criterion's results, when measuring.
 fn write_extra(group: &str, pairing: Pairing, baseline: &str, json: &str) {
-    let dir = criterion_dir().join(group).join(pairing.id());
-    if measuring() && std::fs::create_dir_all(&dir).is_ok() {
-        let _ = std::fs::write(dir.join(format!("extra-{baseline}.json")), json);
-    }
-}
-
-fn criterion_dir() -> std::path::PathBuf {
-    let target = std::env::var_os("CARGO_TARGET_DIR").unwrap_or_else(|| "target".into());
-    std::path::PathBuf::from(target).join("criterion")
+    results::write_extra(group, pairing.id(), baseline, json);
 }
 
 fn args() -> Vec<String> {
     std::env::args().collect()
-}
-
-/// Criterion only measures (and we only write W4's figures beside its
-/// results) when cargo runs the bench as a benchmark: `--bench` and no
-/// `--test`.
-fn measuring() -> bool {
-    let a = args();
-    a.iter().any(|a| a == "--bench") && !a.iter().any(|a| a == "--test")
 }
 
 /// Quick mode: `cargo bench -- --test`, and also `cargo test --benches`
@@ -1063,14 +1051,6 @@ fn measuring() -> bool {
 /// own test mode then): the W4 windows shrink too.
 fn test_mode() -> bool {
     !measuring()
-}
-
-fn baseline_name() -> String {
-    let a = args();
-    a.iter()
-        .position(|a| a == "--save-baseline")
-        .and_then(|i| a.get(i + 1).cloned())
-        .unwrap_or_else(|| "new".to_string())
 }
 
 /// Criterion's filter (the first free argument), for the runs criterion
