@@ -78,9 +78,7 @@ impl FrameBatch {
     /// The buffer is zeroed first, so bytes `f` leaves alone never leak an
     /// earlier frame's contents onto the wire.
     pub fn push_with(&mut self, len: usize, f: impl FnOnce(&mut [u8])) {
-        let buf = self.next_slot();
-        buf.resize(len, 0);
-        f(buf);
+        self.push_with_tail(len, &[], f)
     }
 
     /// Appends a frame of `head` bytes filled by `f` followed by a copy of

@@ -854,10 +854,7 @@ impl Endpoint {
     }
 
     fn conn_mut(&mut self, h: SocketHandle) -> Result<&mut Connection, SocketError> {
-        match &mut self.sock_mut(h)?.kind {
-            Kind::Connection(c) => Ok(c),
-            _ => Err(SocketError::NotConnected),
-        }
+        Self::conn_in(&mut self.slots, h)
     }
 
     fn conn(&self, h: SocketHandle) -> Result<&Connection, SocketError> {
