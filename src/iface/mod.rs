@@ -649,6 +649,10 @@ struct TxSink<'a> {
 }
 
 impl Sink for TxSink<'_> {
+    /// The frame's headers are built in a buffer on the stack and the
+    /// payload summed where it lies; the frame is then the headers and the
+    /// payload, each copied once (no zeroed frame, no pass over the payload
+    /// in the frame).
     fn emit(&mut self, src: Ipv4Addr, dst: Ipv4Addr, repr: &TcpRepr<'_>) -> bool {
         let ip = Ipv4Repr {
             src_addr: src,
@@ -657,12 +661,36 @@ impl Sink for TxSink<'_> {
             payload_len: repr.buffer_len(),
             hop_limit: 64,
         };
-        // The payload is copied once, straight after the headers, not into
-        // a zeroed frame.
-        self.iface
-            .send_ip_with_tail(self.now, &ip, repr.payload, |buf| {
+        let iface = &mut *self.iface;
+        let resolved = iface
+            .next_hop(dst)
+            .and_then(|hop| iface.neighbor(hop, self.now));
+        let Some(mac) = resolved else {
+            // No route, or not resolved yet: the general path counts it or
+            // queues the frame for ARP.
+            return iface.send_ip_with_tail(self.now, &ip, repr.payload, |buf| {
                 let mut p = TcpPacket::new_unchecked(buf);
                 repr.emit_around_payload(&mut p, src, dst, true);
-            })
+            });
+        };
+        if iface.tx.len() >= iface.config.tx_burst {
+            return false;
+        }
+        const IP_AT: usize = wire::ethernet::HEADER_LEN;
+        const TCP_AT: usize = IP_AT + wire::ipv4::HEADER_LEN;
+        let mut headers = [0u8; TCP_AT + wire::tcp::MAX_HEADER_LEN];
+        EthernetRepr {
+            src_addr: iface.config.mac,
+            dst_addr: mac,
+            ethertype: EtherType::Ipv4,
+        }
+        .emit(&mut EthernetFrame::new_unchecked(&mut headers[..IP_AT]));
+        ip.emit(&mut Ipv4Packet::new_unchecked(&mut headers[IP_AT..TCP_AT]));
+        let tcp_len = repr.emit_header(&mut headers[TCP_AT..]);
+        let end = TCP_AT + tcp_len;
+        let sum = TcpRepr::checksum_split(src, dst, &headers[TCP_AT..end], repr.payload);
+        TcpPacket::new_unchecked(&mut headers[TCP_AT..end]).set_checksum(sum);
+        iface.tx.push_parts(&headers[..end], repr.payload);
+        true
     }
 }

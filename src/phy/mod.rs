@@ -92,6 +92,13 @@ impl FrameBatch {
         f(buf);
     }
 
+    /// A frame made of `head` then `tail`, each copied once.
+    pub fn push_parts(&mut self, head: &[u8], tail: &[u8]) {
+        let buf = self.next_slot();
+        buf.extend_from_slice(head);
+        buf.extend_from_slice(tail);
+    }
+
     pub fn push_copy(&mut self, frame: &[u8]) {
         self.next_slot().extend_from_slice(frame);
     }

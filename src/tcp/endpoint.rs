@@ -303,12 +303,21 @@ impl PortTable {
     }
 }
 
+/// Entries of [`Endpoint`]'s demux hint.
+const DEMUX_HINTS: usize = 256;
+
 /// The socket table and TCP demux of one stack.
 pub struct Endpoint {
     config: EndpointConfig,
     slots: Vec<Slot>,
     free: Vec<u32>,
     conns: FastMap<FourTuple, u32>,
+    /// A direct-mapped cache in front of `conns`, indexed by the ports:
+    /// the slot a tuple was last found in. An entry is only a hint, checked
+    /// against the slot's connection, so it needs no invalidation, and a
+    /// peer that makes its flows collide here only falls back to the keyed
+    /// hash lookup (which cost W1 about 5 % of its time).
+    demux_hint: Box<[u32; DEMUX_HINTS]>,
     listeners: FastMap<SocketAddrV4, u32>,
     ports: PortTable,
     dirty: Vec<u32>,
@@ -387,6 +396,7 @@ impl Endpoint {
             slots: Vec::new(),
             free: Vec::new(),
             conns: HashMap::with_hasher(hasher.clone()),
+            demux_hint: Box::new([u32::MAX; DEMUX_HINTS]),
             listeners: HashMap::with_hasher(hasher.clone()),
             ports: PortTable::default(),
             dirty: Vec::new(),
@@ -1101,7 +1111,7 @@ impl Endpoint {
             local: SocketAddrV4::new(dst, seg.dst_port),
             remote: SocketAddrV4::new(src, seg.src_port),
         };
-        if let Some(&index) = self.conns.get(&key) {
+        if let Some(index) = self.demux(&key) {
             if self.accept_queue_full_for(index, seg) {
                 // Linux's default (tcp_abort_on_overflow = 0): drop the
                 // handshake's final ACK; the child stays in SYN-RECEIVED and
@@ -1163,6 +1173,29 @@ impl Endpoint {
         }
         self.counters.no_socket += 1;
         self.reply_rst(src, dst, seg, sink);
+    }
+
+    /// The slot of the connection with tuple `key`: the hint if its slot
+    /// still holds that connection in the table, else the hash lookup
+    /// (which refreshes the hint).
+    #[inline]
+    fn demux(&mut self, key: &FourTuple) -> Option<u32> {
+        let hint = (key.local.port() ^ key.remote.port().rotate_left(7)) as usize % DEMUX_HINTS;
+        let index = self.demux_hint[hint];
+        if let Some(Some(s)) = self
+            .slots
+            .get(index as usize)
+            .map(|slot| slot.socket.as_ref())
+        {
+            if let Kind::Connection(c) = &s.kind {
+                if s.in_table && c.local() == key.local && c.remote() == key.remote {
+                    return Some(index);
+                }
+            }
+        }
+        let index = *self.conns.get(key)?;
+        self.demux_hint[hint] = index;
+        Some(index)
     }
 
     /// Would `seg` complete the handshake of a child whose listener's

@@ -209,6 +209,8 @@ mod field {
 pub const HEADER_LEN: usize = field::OPTIONS;
 /// Most option bytes a header can carry (data offset 15).
 pub const MAX_OPTIONS_LEN: usize = 40;
+/// The longest TCP header, options included.
+pub const MAX_HEADER_LEN: usize = HEADER_LEN + MAX_OPTIONS_LEN;
 /// Largest window scale shift (RFC 7323 §2.3).
 pub const MAX_WINDOW_SCALE: u8 = 14;
 
@@ -744,15 +746,36 @@ impl<'a> TcpRepr<'a> {
         fill_checksum: bool,
         copy_payload: bool,
     ) {
-        let options_len = self.options.buffer_len();
-        let header_len = HEADER_LEN + options_len;
+        let header_len = self.header_len();
         let total_len = header_len + self.payload.len();
         let segment = &mut packet.buffer.as_mut()[..total_len];
-        let (fixed, rest) = segment
-            .split_first_chunk_mut::<HEADER_LEN>()
-            .expect("length checked by the slice above");
-        let (options, payload) = rest.split_at_mut(options_len);
+        let (header, payload) = segment.split_at_mut(header_len);
+        self.emit_header(header);
+        if copy_payload {
+            payload.copy_from_slice(self.payload);
+        } else {
+            debug_assert_eq!(&payload[..], self.payload, "payload not in place");
+        }
 
+        if fill_checksum {
+            let sum = !segment_sum(src_addr, dst_addr, segment);
+            segment[field::CHECKSUM].copy_from_slice(&sum.to_be_bytes());
+        }
+    }
+
+    /// Writes the header and options, with the checksum field 0, into the
+    /// first [`header_len`](Self::header_len) bytes of `header`; returns
+    /// that length. For a sender that places the payload itself and fills
+    /// the checksum with [`checksum_split`](Self::checksum_split).
+    ///
+    /// # Panics
+    /// If `header` is shorter than `header_len()`.
+    pub fn emit_header(&self, header: &mut [u8]) -> usize {
+        let options_len = self.options.buffer_len();
+        let header_len = HEADER_LEN + options_len;
+        let (fixed, rest) = header[..header_len]
+            .split_first_chunk_mut::<HEADER_LEN>()
+            .expect("TCP header buffer shorter than the header");
         let ack_number = if self.flags.ack() {
             self.ack_number.0
         } else {
@@ -768,18 +791,25 @@ impl<'a> TcpRepr<'a> {
         fixed[field::CHECKSUM].copy_from_slice(&[0, 0]);
         fixed[field::URGENT].copy_from_slice(&self.urgent_pointer.to_be_bytes());
         if options_len > 0 {
-            self.options.emit(options);
+            self.options.emit(rest);
         }
-        if copy_payload {
-            payload.copy_from_slice(self.payload);
-        } else {
-            debug_assert_eq!(&payload[..], self.payload, "payload not in place");
-        }
+        header_len
+    }
 
-        if fill_checksum {
-            let sum = !segment_sum(src_addr, dst_addr, segment);
-            segment[field::CHECKSUM].copy_from_slice(&sum.to_be_bytes());
-        }
+    /// The checksum field's value for a segment whose `header` (as
+    /// [`emit_header`](Self::emit_header) wrote it, checksum 0) is followed
+    /// by `payload`: the two are summed apart, so neither is copied first.
+    #[inline]
+    pub fn checksum_split(
+        src_addr: Ipv4Addr,
+        dst_addr: Ipv4Addr,
+        header: &[u8],
+        payload: &[u8],
+    ) -> u16 {
+        // The header is a multiple of 4 bytes long, so the sums combine.
+        let len = (header.len() + payload.len()) as u32;
+        let pseudo = checksum::pseudo_header_v4(src_addr, dst_addr, 6, len);
+        !checksum::combine(&[pseudo, checksum::data(header), checksum::data(payload)])
     }
 }
 
