@@ -2203,7 +2203,10 @@ impl Connection {
             if self.timers[Timer::Rto as usize] == Instant::FAR_FUTURE {
                 self.timers[Timer::Rto as usize] = now + self.rtt.rto();
             }
-            if fin {
+            // All queued data is out and no FIN waits: the next round
+            // would find nothing (the common end of a burst, and every
+            // small message's), so skip asking.
+            if fin || (!self.fin_queued && self.snd_nxt - self.snd_una >= self.tx.len()) {
                 break;
             }
         }

@@ -58,6 +58,14 @@ fn word(bytes: &[u8], at: usize) -> u64 {
     u32::from_ne_bytes([bytes[at], bytes[at + 1], bytes[at + 2], bytes[at + 3]]) as u64
 }
 
+/// The 8 bytes at `at` as a host-order word.
+#[inline(always)]
+fn dword(bytes: &[u8], at: usize) -> u64 {
+    let mut w = [0u8; 8];
+    w.copy_from_slice(&bytes[at..at + 8]);
+    u64::from_ne_bytes(w)
+}
+
 /// A folded sum of host-order words, as the big-endian sum RFC 1071 means.
 #[inline]
 fn to_be(sum: u16) -> u16 {
@@ -97,9 +105,15 @@ fn sum_block(data: &[u8]) -> u64 {
 #[inline]
 fn sum_small(data: &[u8]) -> u64 {
     let mut acc = 0u64;
-    let mut words = data.chunks_exact(8);
+    let mut blocks = data.chunks_exact(32);
+    for b in &mut blocks {
+        for i in 0..4 {
+            acc = add(acc, dword(b, 8 * i));
+        }
+    }
+    let mut words = blocks.remainder().chunks_exact(8);
     for w in &mut words {
-        acc = add(acc, u64::from_ne_bytes(w.try_into().expect("8-byte chunk")));
+        acc = add(acc, dword(w, 0));
     }
     let mut tail = words.remainder();
     if tail.len() >= 4 {
