@@ -610,10 +610,14 @@ impl Interface {
 
     /// Repeats unanswered requests; gives up on frames that waited three
     /// retry periods (TCP retransmits them later).
+    #[inline]
     fn arp_upkeep(&mut self, now: Instant) {
-        if self.pending.is_empty() {
-            return;
+        if !self.pending.is_empty() {
+            self.arp_retry(now);
         }
+    }
+
+    fn arp_retry(&mut self, now: Instant) {
         let give_up = self.config.arp_retry.saturating_mul(3);
         while let Some(p) = self.pending.front() {
             if now - p.queued_at >= give_up {

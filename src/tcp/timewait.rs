@@ -389,6 +389,14 @@ impl<S: BuildHasher> TimeWaitTable<S> {
             .map(|r| Instant::from_millis(r.expires_ms as u64).max(Instant::ZERO))
     }
 
+    /// Would [`expire`](Self::expire) at `now` remove anything?
+    #[inline]
+    pub fn due(&self, now: Instant) -> bool {
+        self.ring
+            .front()
+            .is_some_and(|front| front.dead() || front.expired(now))
+    }
+
     /// Drops every record whose 2MSL is over, handing each live one to
     /// `gone`. Returns how many live records expired.
     pub fn expire(&mut self, now: Instant, mut gone: impl FnMut(&TimeWaitRecord)) -> usize {
