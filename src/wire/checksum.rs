@@ -150,6 +150,17 @@ pub fn data(data: &[u8]) -> u16 {
     to_be(fold(sum))
 }
 
+/// [`data`] over the concatenation of `parts`, each summed where it lies
+/// and folded once. Every part but the last must have even length.
+pub fn concat(parts: &[&[u8]]) -> u16 {
+    let mut sum = 0u64;
+    for part in parts {
+        debug_assert!(part.len() <= BLOCK);
+        sum = add(sum, sum_block(part));
+    }
+    to_be(fold(sum))
+}
+
 /// Ones-complement sum of already-summed pieces. Not inverted.
 pub fn combine(sums: &[u16]) -> u16 {
     let mut sum = 0u64;
@@ -254,6 +265,18 @@ mod tests {
         #[test]
         fn fast_sum_equals_naive_sum(bytes in proptest::collection::vec(any::<u8>(), 0..3000)) {
             prop_assert_eq!(data(&bytes), naive(&bytes));
+        }
+
+        #[test]
+        fn concatenated_parts_sum_as_one(
+            bytes in proptest::collection::vec(any::<u8>(), 0..900),
+            a in 0usize..300,
+            b in 0usize..300,
+        ) {
+            let a = (a * 2).min(bytes.len() & !1);
+            let b = (a + b * 2).min(bytes.len() & !1);
+            let parts = [&bytes[..a], &bytes[a..b], &bytes[b..]];
+            prop_assert_eq!(concat(&parts), naive(&bytes));
         }
 
         #[test]

@@ -809,7 +809,7 @@ impl<'a> TcpRepr<'a> {
         // The header is a multiple of 4 bytes long, so the sums combine.
         let len = (header.len() + payload.len()) as u32;
         let pseudo = checksum::pseudo_header_v4(src_addr, dst_addr, 6, len);
-        !checksum::combine(&[pseudo, checksum::data(header), checksum::data(payload)])
+        !checksum::combine(&[pseudo, checksum::concat(&[header, payload])])
     }
 }
 
