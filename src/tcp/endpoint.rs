@@ -1375,6 +1375,21 @@ impl Endpoint {
             return;
         };
         let state = c.state();
+        // The common case after a dispatch: the state is as counted and
+        // leaves no table to update, so only the timer is armed.
+        if owed == Owed::Nothing
+            && s.counted == Some(state)
+            && !matches!(state, State::Closed | State::TimeWait)
+        {
+            debug_assert_eq!(
+                c.poll_at(),
+                c.next_timer(),
+                "a dispatch the device did not refuse left work owed ({state:?})"
+            );
+            let at = c.next_timer();
+            self.schedule(index, at);
+            return;
+        }
         let tuple = FourTuple {
             local: c.local(),
             remote: c.remote(),
