@@ -133,16 +133,21 @@ impl RingBuffer {
         self.ensure_storage();
         let first = data.len().min(self.capacity() - start);
         self.storage[start..start + first].copy_from_slice(&data[..first]);
-        let rest = data.len() - first;
-        self.storage[..rest].copy_from_slice(&data[first..]);
+        // Small messages rarely wrap: no second (empty) copy for them.
+        if first < data.len() {
+            let rest = data.len() - first;
+            self.storage[..rest].copy_from_slice(&data[first..]);
+        }
     }
 
     /// Fills `out` from storage starting at index `start`, wrapping once.
     fn copy_out(&self, start: usize, out: &mut [u8]) {
         let first = out.len().min(self.capacity() - start);
         out[..first].copy_from_slice(&self.storage[start..start + first]);
-        let rest = out.len() - first;
-        out[first..].copy_from_slice(&self.storage[..rest]);
+        if first < out.len() {
+            let rest = out.len() - first;
+            out[first..].copy_from_slice(&self.storage[..rest]);
+        }
     }
 
     /// Appends as much of `data` as fits; returns how many bytes. Never

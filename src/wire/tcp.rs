@@ -771,11 +771,45 @@ impl<'a> TcpRepr<'a> {
     /// # Panics
     /// If `header` is shorter than `header_len()`.
     pub fn emit_header(&self, header: &mut [u8]) -> usize {
+        use field::{OPT_NOP, OPT_TS, OPT_TS_LEN};
+        let o = &self.options;
+        // Fast path: timestamps only, the options of nearly every segment
+        // of an established connection (as parse has).
+        if let (Some(ts), None, None, false, 0) = (
+            o.timestamp,
+            o.mss,
+            o.window_scale,
+            o.sack_permitted,
+            o.sack_count,
+        ) {
+            const LEN: usize = HEADER_LEN + 12;
+            let (whole, _) = header
+                .split_first_chunk_mut::<LEN>()
+                .expect("TCP header buffer shorter than the header");
+            let (fixed, rest) = whole
+                .split_first_chunk_mut::<HEADER_LEN>()
+                .expect("length checked above");
+            self.emit_fixed(fixed, LEN);
+            rest[0..4].copy_from_slice(&[OPT_NOP, OPT_NOP, OPT_TS, OPT_TS_LEN]);
+            rest[4..8].copy_from_slice(&ts.tsval.to_be_bytes());
+            rest[8..12].copy_from_slice(&ts.tsecr.to_be_bytes());
+            return LEN;
+        }
         let options_len = self.options.buffer_len();
         let header_len = HEADER_LEN + options_len;
         let (fixed, rest) = header[..header_len]
             .split_first_chunk_mut::<HEADER_LEN>()
             .expect("TCP header buffer shorter than the header");
+        self.emit_fixed(fixed, header_len);
+        if options_len > 0 {
+            self.options.emit(rest);
+        }
+        header_len
+    }
+
+    /// The 20 bytes before the options, checksum 0.
+    #[inline(always)]
+    fn emit_fixed(&self, fixed: &mut [u8; HEADER_LEN], header_len: usize) {
         let ack_number = if self.flags.ack() {
             self.ack_number.0
         } else {
@@ -790,10 +824,6 @@ impl<'a> TcpRepr<'a> {
         fixed[field::WIN_SIZE].copy_from_slice(&self.window_len.to_be_bytes());
         fixed[field::CHECKSUM].copy_from_slice(&[0, 0]);
         fixed[field::URGENT].copy_from_slice(&self.urgent_pointer.to_be_bytes());
-        if options_len > 0 {
-            self.options.emit(rest);
-        }
-        header_len
     }
 
     /// The checksum field's value for a segment whose `header` (as
