@@ -90,6 +90,12 @@ static inline void example_print_stats(const char *who, fl_runtime *rt)
            (unsigned long long)st.connections_accepted,
            (unsigned long long)st.connections_opened,
            (unsigned long long)st.connections_reset);
+    printf("%s: device rx %llu frames, %llu dropped, fill ring empty %llu; "
+           "tx %llu frames, %llu dropped, kick retries %llu, kick errors %llu\n",
+           who, (unsigned long long)st.dev_rx_frames, (unsigned long long)st.dev_rx_dropped,
+           (unsigned long long)st.dev_rx_fill_ring_empty, (unsigned long long)st.dev_tx_frames,
+           (unsigned long long)st.dev_tx_dropped, (unsigned long long)st.dev_tx_kick_retries,
+           (unsigned long long)st.dev_tx_kick_errors);
     for (s = 0; s < FL_TCP_STATE_COUNT; s++)
         if (st.states[s])
             printf("%s:   %s %llu\n", who, fl_tcp_state_name(s), (unsigned long long)st.states[s]);

@@ -498,6 +498,9 @@ int main(int argc, char **argv)
     EXPECT_ERR(EBADF, fl_ctx_core(saved_ctx));
     EXPECT_ERR(EINVAL, fl_run(rt, loop, NULL));
     EXPECT(fl_stats_get(rt, &st) == 0 && st.cores == 2 && st.connections_opened >= 4);
+    /* The tap's own counters: traffic went through it, and it sent no more
+       frames than the interface handed it. */
+    EXPECT(st.dev_rx_frames > 0 && st.dev_tx_frames > 0 && st.dev_tx_frames <= st.tx_frames);
     fl_free(rt);
     EXPECT_ERR(EBADF, fl_stats_get(rt, &st));
     EXPECT_ERR(EBADF, fl_runtime_cores(rt));

@@ -112,7 +112,28 @@ typedef struct fl_stats {
     uint64_t mailbox_in;
     // Frames dropped because a mailbox was full.
     uint64_t mailbox_dropped;
-    uint64_t reserved[16];
+    // Frames the device (AF_XDP socket or tap) delivered to the stack.
+    uint64_t dev_rx_frames;
+    // Bytes of those frames.
+    uint64_t dev_rx_bytes;
+    // Frames the device accepted for sending.
+    uint64_t dev_tx_frames;
+    // Bytes of those frames.
+    uint64_t dev_tx_bytes;
+    // Frames that reached the device but not the stack: AF_XDP's kernel
+    // `rx_dropped`, `rx_ring_full` and invalid descriptors; tap's frames
+    // over the MTU.
+    uint64_t dev_rx_dropped;
+    // Times a frame arrived while the AF_XDP fill ring was empty.
+    uint64_t dev_rx_fill_ring_empty;
+    // Frames the device did not send (no buffer or descriptor, queue full,
+    // too large, invalid descriptor, write error).
+    uint64_t dev_tx_dropped;
+    // AF_XDP transmit kicks retried because the kernel was busy.
+    uint64_t dev_tx_kick_retries;
+    // AF_XDP transmit kicks that failed or gave up with frames queued.
+    uint64_t dev_tx_kick_errors;
+    uint64_t reserved[7];
 } fl_stats;
 
 #ifdef __cplusplus

@@ -624,6 +624,33 @@ fn echo_server_echoes_16_mib(net: Net) {
     println!("{out}");
     assert!(ok, "{}: echo_server exit: {out}\n{err}", net.what);
     assert!(out.contains("17 connections accepted, 17 closed"), "{out}");
+    // fl_stats' device counters: the device (tap or AF_XDP socket) moved at
+    // least the 16 MiB each way, in frames of at most 1514 bytes.
+    let (rx, tx) = device_frames(&out, "echo_server");
+    let min = (MIB16 / 1514) as u64;
+    assert!(
+        rx >= min && tx >= min,
+        "{}: device rx {rx} tx {tx}:\n{out}",
+        net.what
+    );
+}
+
+/// The device's rx and tx frames from `example_print_stats`'s line
+/// "WHO: device rx N frames, ...; tx M frames, ...".
+fn device_frames(out: &str, who: &str) -> (u64, u64) {
+    let prefix = format!("{who}: device rx ");
+    let line = out
+        .lines()
+        .rfind(|l| l.starts_with(&prefix))
+        .unwrap_or_else(|| panic!("no device line:\n{out}"));
+    let number_after = |word: &str| -> u64 {
+        line.split(word)
+            .nth(1)
+            .and_then(|r| r.split_whitespace().next())
+            .and_then(|n| n.parse().ok())
+            .unwrap_or_else(|| panic!("no number after {word:?} in {line}"))
+    };
+    (number_after("device rx "), number_after("; tx "))
 }
 
 /// http_server on two cores: curl with keep-alive, a std client with

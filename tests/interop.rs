@@ -166,6 +166,18 @@ fn binary_http(dev: Dev) {
     let out = p.stop();
     println!("{out}");
     assert!(out.contains("flowlane: final statistics"), "{out}");
+    // The device's own counters are printed beside the interface's: the
+    // device received the 1 000 connections' frames and more.
+    let device = out
+        .lines()
+        .rfind(|l| l.starts_with("  device: rx frames "))
+        .unwrap_or_else(|| panic!("no device line:\n{out}"));
+    let rx: u64 = device["  device: rx frames ".len()..]
+        .split_whitespace()
+        .next()
+        .and_then(|n| n.parse().ok())
+        .unwrap_or_else(|| panic!("{device}"));
+    assert!(rx >= 3000, "{device}");
     let states = last_states_line(&out);
     assert!(
         states.contains("TIME_WAIT"),

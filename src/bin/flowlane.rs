@@ -25,7 +25,7 @@ use flowlane::api::StackConfig;
 use flowlane::apps::{self, AppCounters, AppKind, Published};
 use flowlane::phy::pcap::PcapWriter;
 use flowlane::phy::sys::{netns, AttachMode, TapDevice, XdpDevice, XdpOptions};
-use flowlane::phy::{Device, DeviceCapabilities, FrameBatch};
+use flowlane::phy::{Device, DeviceCapabilities, DeviceCounters, FrameBatch};
 use flowlane::runtime::{self, CoreSetup, CoreStats, IdlePolicy, Runtime, RuntimeConfig};
 use flowlane::shard::rss::{Rss, MICROSOFT_KEY};
 use flowlane::tcp::State;
@@ -235,6 +235,10 @@ impl Device for Capture {
     }
     fn poll_at(&self) -> Option<Instant> {
         self.inner.poll_at()
+    }
+
+    fn counters(&self) -> DeviceCounters {
+        self.inner.counters()
     }
 }
 
@@ -526,13 +530,29 @@ fn print_stats(start: StdInstant, stats: &[CoreStats], apps: &[AppCounters]) {
         t.iface.icmp_echo_replies,
         t.iface.misdirected,
     );
+    let d = &t.device;
+    let _ = writeln!(
+        out,
+        "  device: rx frames {} bytes {} dropped {} (fill ring empty {}); \
+         tx frames {} bytes {} dropped {} (kick retries {}, kick errors {})",
+        d.rx_frames,
+        d.rx_bytes,
+        d.rx_dropped,
+        d.rx_fill_ring_empty,
+        d.tx_frames,
+        d.tx_bytes,
+        d.tx_dropped,
+        d.tx_kick_retries,
+        d.tx_kick_errors,
+    );
     let _ = writeln!(out, "  states: {}", states_line(&t.states));
     if stats.len() > 1 {
         for (s, c) in stats.iter().zip(apps) {
             let _ = writeln!(
                 out,
                 "  core {}: accepted {}, requests {}, rx frames {}, tx frames {}, \
-                 misdirected {}, mailbox in {} dropped {}; states: {}",
+                 misdirected {}, mailbox in {} dropped {}, device rx dropped {} \
+                 tx dropped {}; states: {}",
                 s.core,
                 s.tcp.connections_accepted,
                 c.requests,
@@ -541,6 +561,8 @@ fn print_stats(start: StdInstant, stats: &[CoreStats], apps: &[AppCounters]) {
                 s.iface.misdirected,
                 s.mailbox_in,
                 s.mailbox_dropped,
+                s.device.rx_dropped,
+                s.device.tx_dropped,
                 states_line(&s.states)
             );
         }

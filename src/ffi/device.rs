@@ -18,7 +18,7 @@ use std::sync::Arc;
 
 use crossbeam_queue::ArrayQueue;
 
-use crate::phy::{Device, DeviceCapabilities, FrameBatch, PcapWriter};
+use crate::phy::{Device, DeviceCapabilities, DeviceCounters, FrameBatch, PcapWriter};
 use crate::time::Instant;
 use crate::wire::{ArpOperation, ArpPacket, ArpRepr, EtherType, EthernetFrame};
 
@@ -128,5 +128,9 @@ impl Device for CoreDevice {
 
     fn poll_at(&self) -> Option<Instant> {
         self.inner.poll_at()
+    }
+
+    fn counters(&self) -> DeviceCounters {
+        self.inner.counters()
     }
 }

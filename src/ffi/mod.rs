@@ -1271,8 +1271,33 @@ pub struct fl_stats {
     pub mailbox_in: u64,
     /// Frames dropped because a mailbox was full.
     pub mailbox_dropped: u64,
-    pub reserved: [u64; 16],
+    /// Frames the device (AF_XDP socket or tap) delivered to the stack.
+    pub dev_rx_frames: u64,
+    /// Bytes of those frames.
+    pub dev_rx_bytes: u64,
+    /// Frames the device accepted for sending.
+    pub dev_tx_frames: u64,
+    /// Bytes of those frames.
+    pub dev_tx_bytes: u64,
+    /// Frames that reached the device but not the stack: AF_XDP's kernel
+    /// `rx_dropped`, `rx_ring_full` and invalid descriptors; tap's frames
+    /// over the MTU.
+    pub dev_rx_dropped: u64,
+    /// Times a frame arrived while the AF_XDP fill ring was empty.
+    pub dev_rx_fill_ring_empty: u64,
+    /// Frames the device did not send (no buffer or descriptor, queue full,
+    /// too large, invalid descriptor, write error).
+    pub dev_tx_dropped: u64,
+    /// AF_XDP transmit kicks retried because the kernel was busy.
+    pub dev_tx_kick_retries: u64,
+    /// AF_XDP transmit kicks that failed or gave up with frames queued.
+    pub dev_tx_kick_errors: u64,
+    pub reserved: [u64; 7],
 }
+
+/// `fl_stats` is ABI: 54 64-bit words. New counters take words from
+/// `reserved`, never grow the struct.
+const _: () = assert!(core::mem::size_of::<fl_stats>() == 54 * 8);
 
 fn add_core(t: &mut fl_stats, s: &CoreStats) {
     t.cores += 1;
@@ -1307,6 +1332,16 @@ fn add_core(t: &mut fl_stats, s: &CoreStats) {
     t.ports_exhausted += c.ports_exhausted;
     t.mailbox_in += s.mailbox_in;
     t.mailbox_dropped += s.mailbox_dropped;
+    let d = &s.device;
+    t.dev_rx_frames += d.rx_frames;
+    t.dev_rx_bytes += d.rx_bytes;
+    t.dev_tx_frames += d.tx_frames;
+    t.dev_tx_bytes += d.tx_bytes;
+    t.dev_rx_dropped += d.rx_dropped;
+    t.dev_rx_fill_ring_empty += d.rx_fill_ring_empty;
+    t.dev_tx_dropped += d.tx_dropped;
+    t.dev_tx_kick_retries += d.tx_kick_retries;
+    t.dev_tx_kick_errors += d.tx_kick_errors;
 }
 
 /// Fills `stats` with the sum over every core. Works before, during (from
@@ -1383,4 +1418,47 @@ pub extern "C" fn fl_tcp_state_name(state: c_int) -> *const c_char {
         debug_assert_eq!(name.to_str().ok(), State::from_index(i).map(State::name));
         Ok(name.as_ptr())
     })
+}
+
+#[cfg(test)]
+mod stats_tests {
+    use super::*;
+    use crate::phy::DeviceCounters;
+
+    #[test]
+    fn add_core_sums_device_counters_into_their_fields() {
+        let s = CoreStats {
+            device: DeviceCounters {
+                rx_frames: 1,
+                rx_bytes: 2,
+                tx_frames: 3,
+                tx_bytes: 4,
+                rx_dropped: 5,
+                rx_fill_ring_empty: 6,
+                tx_dropped: 7,
+                tx_kick_retries: 8,
+                tx_kick_errors: 9,
+            },
+            ..CoreStats::default()
+        };
+        let mut t = fl_stats::default();
+        add_core(&mut t, &s);
+        add_core(&mut t, &s);
+        assert_eq!(t.cores, 2);
+        assert_eq!(
+            [
+                t.dev_rx_frames,
+                t.dev_rx_bytes,
+                t.dev_tx_frames,
+                t.dev_tx_bytes,
+                t.dev_rx_dropped,
+                t.dev_rx_fill_ring_empty,
+                t.dev_tx_dropped,
+                t.dev_tx_kick_retries,
+                t.dev_tx_kick_errors,
+            ],
+            [2, 4, 6, 8, 10, 12, 14, 16, 18]
+        );
+        assert_eq!(t.reserved, [0; 7]);
+    }
 }

@@ -169,6 +169,54 @@ impl Default for DeviceCapabilities {
     }
 }
 
+/// The device's own counters, below the interface's: what the NIC queue,
+/// AF_XDP socket or tap moved and lost. Device-neutral; a device fills what
+/// it knows and leaves the rest zero. All are totals since the device
+/// opened (monotonic).
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct DeviceCounters {
+    /// Frames the device delivered to the stack.
+    pub rx_frames: u64,
+    /// Bytes of those frames (Ethernet header included, no FCS).
+    pub rx_bytes: u64,
+    /// Frames the device accepted for sending.
+    pub tx_frames: u64,
+    /// Bytes of those frames.
+    pub tx_bytes: u64,
+    /// Frames that reached the device but never the stack: for AF_XDP the
+    /// kernel's `rx_dropped`, `rx_ring_full` and `rx_invalid_descs` plus
+    /// rx descriptors flowlane rejected; for tap, frames over the MTU.
+    pub rx_dropped: u64,
+    /// Times a frame arrived while the fill ring was empty (AF_XDP's
+    /// `rx_fill_ring_empty_descs`): the stack was not returning buffers
+    /// fast enough, and the frame was dropped or delayed.
+    pub rx_fill_ring_empty: u64,
+    /// Frames handed to `transmit` that were not sent: no free buffer or
+    /// descriptor, queue full, too large, or (AF_XDP) invalid descriptors
+    /// the kernel rejected (`tx_invalid_descs`); for tap, write errors too.
+    pub tx_dropped: u64,
+    /// Transmit kicks (AF_XDP `sendto`) that found the kernel busy and were
+    /// retried.
+    pub tx_kick_retries: u64,
+    /// Transmit kicks that failed, or gave up with frames still queued.
+    pub tx_kick_errors: u64,
+}
+
+impl DeviceCounters {
+    /// Adds `other` field by field (summing cores).
+    pub fn add(&mut self, other: &DeviceCounters) {
+        self.rx_frames += other.rx_frames;
+        self.rx_bytes += other.rx_bytes;
+        self.tx_frames += other.tx_frames;
+        self.tx_bytes += other.tx_bytes;
+        self.rx_dropped += other.rx_dropped;
+        self.rx_fill_ring_empty += other.rx_fill_ring_empty;
+        self.tx_dropped += other.tx_dropped;
+        self.tx_kick_retries += other.tx_kick_retries;
+        self.tx_kick_errors += other.tx_kick_errors;
+    }
+}
+
 /// A network device that moves Ethernet frames in bursts.
 ///
 /// Implementations are sans-IO with respect to time: `now` is the caller's
@@ -190,6 +238,14 @@ pub trait Device {
     fn poll_at(&self) -> Option<Instant> {
         None
     }
+
+    /// The device's own counters. Not for the per-packet path: the runtime
+    /// reads them when it publishes statistics (every `stats_interval`),
+    /// and a device may make a system call here (AF_XDP reads the kernel's
+    /// `XDP_STATISTICS`). Devices that keep none return zeros.
+    fn counters(&self) -> DeviceCounters {
+        DeviceCounters::default()
+    }
 }
 
 impl<D: Device + ?Sized> Device for &mut D {
@@ -204,6 +260,9 @@ impl<D: Device + ?Sized> Device for &mut D {
     }
     fn poll_at(&self) -> Option<Instant> {
         (**self).poll_at()
+    }
+    fn counters(&self) -> DeviceCounters {
+        (**self).counters()
     }
 }
 
@@ -312,18 +371,79 @@ mod tests {
             fn poll_at(&self) -> Option<Instant> {
                 Some(Instant::from_micros(77))
             }
+            fn counters(&self) -> DeviceCounters {
+                DeviceCounters {
+                    tx_frames: self.1 as u64,
+                    ..DeviceCounters::default()
+                }
+            }
         }
-        fn drive<D: Device>(mut d: D) -> (usize, usize, Option<Instant>, usize) {
+        fn drive<D: Device>(mut d: D) -> (usize, usize, Option<Instant>, usize, u64) {
             let mut batch = FrameBatch::new();
             let rx = d.receive(Instant::ZERO, &mut batch, 8);
             let tx = d.transmit(Instant::ZERO, &mut batch);
-            (rx, tx, d.poll_at(), d.capabilities().mtu)
+            (
+                rx,
+                tx,
+                d.poll_at(),
+                d.capabilities().mtu,
+                d.counters().tx_frames,
+            )
         }
         let mut dev = Fixed(vec![vec![1], vec![2]], 0);
         assert_eq!(
             drive(&mut dev),
-            (2, 2, Some(Instant::from_micros(77)), 9000)
+            (2, 2, Some(Instant::from_micros(77)), 9000, 2)
         );
         assert_eq!(dev.1, 2);
+    }
+
+    #[test]
+    fn devices_without_counters_report_zeros() {
+        struct Silent;
+        impl Device for Silent {
+            fn capabilities(&self) -> DeviceCapabilities {
+                DeviceCapabilities::default()
+            }
+            fn receive(&mut self, _: Instant, _: &mut FrameBatch, _: usize) -> usize {
+                0
+            }
+            fn transmit(&mut self, _: Instant, batch: &mut FrameBatch) -> usize {
+                batch.clear();
+                0
+            }
+        }
+        assert_eq!(Silent.counters(), DeviceCounters::default());
+    }
+
+    #[test]
+    fn device_counters_add_every_field() {
+        let one = DeviceCounters {
+            rx_frames: 1,
+            rx_bytes: 2,
+            tx_frames: 3,
+            tx_bytes: 4,
+            rx_dropped: 5,
+            rx_fill_ring_empty: 6,
+            tx_dropped: 7,
+            tx_kick_retries: 8,
+            tx_kick_errors: 9,
+        };
+        let mut t = one;
+        t.add(&one);
+        assert_eq!(
+            t,
+            DeviceCounters {
+                rx_frames: 2,
+                rx_bytes: 4,
+                tx_frames: 6,
+                tx_bytes: 8,
+                rx_dropped: 10,
+                rx_fill_ring_empty: 12,
+                tx_dropped: 14,
+                tx_kick_retries: 16,
+                tx_kick_errors: 18,
+            }
+        );
     }
 }

@@ -12,7 +12,7 @@
 
 use std::io::{self, Read, Write};
 
-use super::{Device, DeviceCapabilities, FrameBatch};
+use super::{Device, DeviceCapabilities, DeviceCounters, FrameBatch};
 use crate::time::Instant;
 
 /// Magic of a file with microsecond timestamps, as written in native order.
@@ -306,6 +306,10 @@ impl<D: Device, W: Write> Device for PcapDevice<D, W> {
 
     fn poll_at(&self) -> Option<Instant> {
         self.inner.poll_at()
+    }
+
+    fn counters(&self) -> DeviceCounters {
+        self.inner.counters()
     }
 }
 

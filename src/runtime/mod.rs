@@ -17,7 +17,7 @@ use std::thread::JoinHandle;
 use crossbeam_queue::ArrayQueue;
 
 use crate::api::{EndpointCounters, InterfaceCounters, Stack, StackConfig};
-use crate::phy::Device;
+use crate::phy::{Device, DeviceCounters};
 use crate::tcp::State;
 use crate::time::{Duration, Instant};
 
@@ -94,6 +94,9 @@ pub struct CoreStats {
     pub mailbox_in: u64,
     /// Frames dropped because a mailbox was full.
     pub mailbox_dropped: u64,
+    /// The device's own counters (below the interface): frames the AF_XDP
+    /// rings or tap moved and dropped, kicks retried and failed.
+    pub device: DeviceCounters,
 }
 
 impl CoreStats {
@@ -121,6 +124,7 @@ pub fn total(stats: &[CoreStats]) -> CoreStats {
         }
         t.mailbox_in += s.mailbox_in;
         t.mailbox_dropped += s.mailbox_dropped;
+        t.device.add(&s.device);
         t.iface.rx_frames += s.iface.rx_frames;
         t.iface.tx_frames += s.iface.tx_frames;
         t.iface.rx_bytes += s.iface.rx_bytes;
@@ -410,6 +414,8 @@ fn run_core(
         }
         loops += 1;
         if now >= next_publish || stopping {
+            // Read before taking the lock: AF_XDP's counters cost a syscall.
+            let device_counters = device.counters();
             if let Ok(mut s) = stats[core].lock() {
                 s.loops = loops;
                 s.iface = stack.iface.counters().clone();
@@ -417,6 +423,7 @@ fn run_core(
                 s.states = stack.tcp.state_counts();
                 s.mailbox_in = mailbox_in;
                 s.mailbox_dropped = mailboxes[core].dropped();
+                s.device = device_counters;
             }
             next_publish = now + config.stats_interval;
         }
@@ -443,4 +450,44 @@ fn run_core(
     drop(mailbox_frame);
     drop(device);
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn total_sums_device_counters() {
+        let core = |i: u64| CoreStats {
+            core: i as usize,
+            device: DeviceCounters {
+                rx_frames: 10 * i,
+                rx_bytes: 1000 * i,
+                tx_frames: 20 * i,
+                tx_bytes: 2000 * i,
+                rx_dropped: i,
+                rx_fill_ring_empty: 2 * i,
+                tx_dropped: 3 * i,
+                tx_kick_retries: 4 * i,
+                tx_kick_errors: 5 * i,
+            },
+            ..CoreStats::default()
+        };
+        let t = total(&[core(1), core(2)]);
+        assert_eq!(
+            t.device,
+            DeviceCounters {
+                rx_frames: 30,
+                rx_bytes: 3000,
+                tx_frames: 60,
+                tx_bytes: 6000,
+                rx_dropped: 3,
+                rx_fill_ring_empty: 6,
+                tx_dropped: 9,
+                tx_kick_retries: 12,
+                tx_kick_errors: 15,
+            }
+        );
+        assert_eq!(total(&[]).device, DeviceCounters::default());
+    }
 }

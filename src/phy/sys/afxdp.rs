@@ -33,7 +33,7 @@ use std::sync::{Arc, Mutex, Weak};
 
 use super::bpf::{raise_memlock, XdpLink, XdpProgram, XskMap};
 use super::{annotate, check_ifname, errno_of, if_index, is_root, os_error, Fd};
-use crate::phy::{Device, DeviceCapabilities, FrameBatch};
+use crate::phy::{Device, DeviceCapabilities, DeviceCounters, FrameBatch};
 use crate::time::Instant;
 use crate::wire::EthernetAddress;
 
@@ -188,6 +188,30 @@ pub struct XdpStats {
     /// `sendto` failed otherwise (ENETDOWN, ENXIO, ...), or the retry bound
     /// was hit with frames still queued.
     pub tx_kick_errors: u64,
+}
+
+impl XdpStats {
+    /// The device-neutral view of these counters and the kernel's:
+    /// receive drops are the kernel's `rx_dropped`, `rx_ring_full` and
+    /// `rx_invalid_descs` plus the rx descriptors flowlane rejected; transmit
+    /// drops are frames with no chunk or descriptor, oversize frames and the
+    /// kernel's `tx_invalid_descs`.
+    pub fn device_counters(&self, kernel: &XdpKernelStats) -> DeviceCounters {
+        DeviceCounters {
+            rx_frames: self.rx_frames,
+            rx_bytes: self.rx_bytes,
+            tx_frames: self.tx_frames,
+            tx_bytes: self.tx_bytes,
+            rx_dropped: kernel.rx_dropped
+                + kernel.rx_ring_full
+                + kernel.rx_invalid_descs
+                + self.rx_bad_descs,
+            rx_fill_ring_empty: kernel.rx_fill_ring_empty_descs,
+            tx_dropped: self.tx_drops + self.tx_oversize + kernel.tx_invalid_descs,
+            tx_kick_retries: self.tx_kick_retries,
+            tx_kick_errors: self.tx_kick_errors,
+        }
+    }
 }
 
 /// One of the four shared rings: a mapping with producer and consumer
@@ -974,6 +998,14 @@ impl Device for XdpDevice {
         }
     }
 
+    /// One `getsockopt(XDP_STATISTICS)` per call (the runtime calls it once
+    /// per `stats_interval`, never per packet); if that fails, the kernel's
+    /// share counts as zero.
+    fn counters(&self) -> DeviceCounters {
+        let kernel = self.kernel_stats().unwrap_or_default();
+        self.stats.device_counters(&kernel)
+    }
+
     fn receive(&mut self, _now: Instant, batch: &mut FrameBatch, max: usize) -> usize {
         let n = self.socket.rx.peek(max.min(u32::MAX as usize) as u32);
         let mask = !(self.frame_size as u64 - 1);
@@ -1069,6 +1101,45 @@ mod tests {
         assert_eq!(core::mem::size_of::<SockaddrXdp>(), 16);
         assert_eq!(core::mem::size_of::<XdpDesc>(), 16);
         assert_eq!(core::mem::size_of::<XdpKernelStats>(), 48);
+    }
+
+    #[test]
+    fn device_counters_combine_ours_and_the_kernels() {
+        let ours = XdpStats {
+            rx_frames: 10,
+            rx_bytes: 1000,
+            rx_bad_descs: 1,
+            tx_frames: 20,
+            tx_bytes: 2000,
+            tx_drops: 2,
+            tx_oversize: 3,
+            rx_kicks: 4,
+            tx_kicks: 5,
+            tx_kick_retries: 6,
+            tx_kick_errors: 7,
+        };
+        let kernel = XdpKernelStats {
+            rx_dropped: 100,
+            rx_invalid_descs: 200,
+            tx_invalid_descs: 300,
+            rx_ring_full: 400,
+            rx_fill_ring_empty_descs: 500,
+            tx_ring_empty_descs: 600,
+        };
+        assert_eq!(
+            ours.device_counters(&kernel),
+            DeviceCounters {
+                rx_frames: 10,
+                rx_bytes: 1000,
+                tx_frames: 20,
+                tx_bytes: 2000,
+                rx_dropped: 100 + 400 + 200 + 1,
+                rx_fill_ring_empty: 500,
+                tx_dropped: 2 + 3 + 300,
+                tx_kick_retries: 6,
+                tx_kick_errors: 7,
+            }
+        );
     }
 
     #[test]

@@ -15,7 +15,7 @@ use std::io;
 use std::os::fd::{AsRawFd, RawFd};
 
 use super::{check_ifname, Fd};
-use crate::phy::{Device, DeviceCapabilities, FrameBatch};
+use crate::phy::{Device, DeviceCapabilities, DeviceCounters, FrameBatch};
 use crate::time::Instant;
 use crate::wire::EthernetAddress;
 
@@ -61,6 +61,23 @@ pub struct TapStats {
     /// write() failures other than EAGAIN/EINTR (e.g. EIO: interface down),
     /// or frames larger than MTU + 18 bytes.
     pub tx_errors: u64,
+}
+
+impl TapStats {
+    /// The device-neutral view: receive drops are oversize frames; transmit
+    /// drops are frames refused for a full queue plus failed or oversize
+    /// writes. A tap has no fill ring and no kicks.
+    pub fn device_counters(&self) -> DeviceCounters {
+        DeviceCounters {
+            rx_frames: self.rx_frames,
+            rx_bytes: self.rx_bytes,
+            tx_frames: self.tx_frames,
+            tx_bytes: self.tx_bytes,
+            rx_dropped: self.rx_oversize,
+            tx_dropped: self.tx_drops + self.tx_errors,
+            ..DeviceCounters::default()
+        }
+    }
 }
 
 /// One queue of a tap interface.
@@ -212,6 +229,10 @@ impl Device for TapDevice {
             mtu: MTU,
             max_burst: 64,
         }
+    }
+
+    fn counters(&self) -> DeviceCounters {
+        self.stats.device_counters()
     }
 
     /// Reads frames until `max` or EAGAIN (one read() per frame).
