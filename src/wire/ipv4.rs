@@ -415,7 +415,17 @@ impl Ipv4Repr {
         hdr[field::CHECKSUM].copy_from_slice(&[0, 0]);
         hdr[field::SRC_ADDR].copy_from_slice(&self.src_addr.octets());
         hdr[field::DST_ADDR].copy_from_slice(&self.dst_addr.octets());
-        let sum = !checksum::data(hdr);
+        // The sum of the header's words, from the values just written (no
+        // pass over the bytes): version/IHL/DSCP, length, ident 0, flags,
+        // TTL/protocol, the addresses.
+        let words = [
+            0x4500,
+            (HEADER_LEN + self.payload_len) as u16,
+            field::FLAG_DF,
+            u16::from_be_bytes([self.hop_limit, self.protocol.into()]),
+        ];
+        let addrs = checksum::pseudo_header_v4(self.src_addr, self.dst_addr, 0, 0);
+        let sum = !checksum::combine(&[words[0], words[1], words[2], words[3], addrs]);
         hdr[field::CHECKSUM].copy_from_slice(&sum.to_be_bytes());
     }
 }
