@@ -683,9 +683,13 @@ impl RxToken for CableRx<'_> {
 impl TxToken for CableTx<'_> {
     fn consume<R, F: FnOnce(&mut [u8]) -> R>(self, len: usize, f: F) -> R {
         let mut frame = self.pool.pop().unwrap_or_default();
-        // Zeroed as flowlane's FrameBatch::push_with does.
-        frame.clear();
-        frame.resize(len, 0);
+        // A recycled buffer is not zeroed first (smoltcp writes every byte
+        // of the frame), as flowlane's frames are not: only new bytes are.
+        if frame.len() < len {
+            frame.resize(len, 0);
+        } else {
+            frame.truncate(len);
+        }
         let r = f(&mut frame);
         self.queue.push_back(frame);
         r
