@@ -683,12 +683,7 @@ impl Sink for TxSink<'_> {
             .next_hop(dst)
             .and_then(|hop| iface.neighbor(hop, self.now));
         let Some(mac) = resolved else {
-            // No route, or not resolved yet: the general path counts it or
-            // queues the frame for ARP.
-            return iface.send_ip_with_tail(self.now, &ip, repr.payload, |buf| {
-                let mut p = TcpPacket::new_unchecked(buf);
-                repr.emit_around_payload(&mut p, src, dst, true);
-            });
+            return unresolved(iface, self.now, &ip, repr);
         };
         if iface.tx.len() >= iface.config.tx_burst {
             return false;
@@ -710,6 +705,18 @@ impl Sink for TxSink<'_> {
         iface.tx.push_parts(&headers[..end], repr.payload);
         true
     }
+}
+
+/// No route, or the next hop not resolved yet: the general path counts the
+/// segment or queues its frame for ARP. Out of the sink's hot path.
+#[cold]
+#[inline(never)]
+fn unresolved(iface: &mut Interface, now: Instant, ip: &Ipv4Repr, repr: &TcpRepr<'_>) -> bool {
+    let (src, dst) = (ip.src_addr, ip.dst_addr);
+    iface.send_ip_with_tail(now, ip, repr.payload, |buf| {
+        let mut p = TcpPacket::new_unchecked(buf);
+        repr.emit_around_payload(&mut p, src, dst, true);
+    })
 }
 
 #[cfg(test)]

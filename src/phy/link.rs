@@ -262,6 +262,22 @@ impl Direction {
             *next_seq += 1;
             return true;
         }
+        self.offer_impaired(now, batch, i, take_original, free, next_seq)
+    }
+
+    /// [`offer`](Self::offer) through the impairment model (kept out of
+    /// the perfect cable's path).
+    #[inline(never)]
+    fn offer_impaired(
+        &mut self,
+        now: Instant,
+        batch: &mut FrameBatch,
+        i: usize,
+        take_original: bool,
+        free: &mut Vec<Vec<u8>>,
+        next_seq: &mut u64,
+    ) -> bool {
+        let len = batch.get(i).len();
         let c = self.config;
         let departed = match c.rate_bps {
             Some(bps) if bps > 0 => {

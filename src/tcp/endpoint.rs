@@ -1132,6 +1132,20 @@ impl Endpoint {
             self.segment_processed(index);
             return;
         }
+        self.process_unconnected(now, key, seg, sink);
+    }
+
+    /// A segment for no connection: TIME-WAIT, a listener, or a RST. Kept
+    /// out of [`process`](Self::process), so that its hot path stays small.
+    #[inline(never)]
+    fn process_unconnected(
+        &mut self,
+        now: Instant,
+        key: FourTuple,
+        seg: &TcpRepr<'_>,
+        sink: &mut impl Sink,
+    ) {
+        let (src, dst) = (*key.remote.ip(), *key.local.ip());
         let mut iss_floor = None;
         if let Some(rec) = self.tw.get_mut(&key) {
             match judge(rec, seg) {
