@@ -17,9 +17,9 @@
 //! payload (13.7 against 26 GB/s here): every add waits for the previous
 //! carry.
 //!
-//! Buffers under 256 bytes (headers, small messages) are summed as 64-bit
-//! words with end-around carry instead: for them the lanes' set-up and
-//! final reduction cost more than the carry chain's latency.
+//! Buffers under 256 bytes (headers, small messages) take eight lanes of
+//! the baseline's 16-byte vectors inline: for them the dispatch costs more
+//! than AVX2 saves.
 //!
 //! The lane loop is compiled twice, for the baseline (SSE2: 16-byte
 //! vectors) and for AVX2, and the CPU picks at run time (the `multiversion`
@@ -58,14 +58,6 @@ fn word(bytes: &[u8], at: usize) -> u64 {
     u32::from_ne_bytes([bytes[at], bytes[at + 1], bytes[at + 2], bytes[at + 3]]) as u64
 }
 
-/// The 8 bytes at `at` as a host-order word.
-#[inline(always)]
-fn dword(bytes: &[u8], at: usize) -> u64 {
-    let mut w = [0u8; 8];
-    w.copy_from_slice(&bytes[at..at + 8]);
-    u64::from_ne_bytes(w)
-}
-
 /// A folded sum of host-order words, as the big-endian sum RFC 1071 means.
 #[inline]
 fn to_be(sum: u16) -> u16 {
@@ -99,37 +91,44 @@ fn sum_block(data: &[u8]) -> u64 {
 }
 
 /// Ones-complement sum of a short buffer (headers, a small message, the
-/// bytes after the lanes): 64-bit words with end-around carry, two
-/// instructions per 8 bytes, where the lanes and their final reduction
-/// cost more than they save.
+/// bytes after the lanes), unfolded: 32-byte blocks of 32-bit words into
+/// eight 64-bit lanes, which the compiler vectorises with the baseline's
+/// 16-byte vectors (no dispatch: for these lengths it costs more than AVX2
+/// saves), then 32-bit words. Measured against the alternatives on 20 to
+/// 200 bytes: an add-with-carry chain over 64-bit words runs fewer
+/// instructions and is as fast up to 64 bytes, but slower above (each add
+/// waits for the previous carry: 6.1 against 4.4 ns on 200 bytes); four
+/// scalar accumulators are slower throughout.
 #[inline]
 fn sum_small(data: &[u8]) -> u64 {
     let mut acc = 0u64;
-    let mut blocks = data.chunks_exact(32);
-    for b in &mut blocks {
-        for i in 0..4 {
-            acc = add(acc, dword(b, 8 * i));
+    let mut rest = data;
+    if data.len() >= 32 {
+        let mut lanes = [0u64; 8];
+        let mut blocks = data.chunks_exact(32);
+        for b in &mut blocks {
+            for (i, lane) in lanes.iter_mut().enumerate() {
+                *lane += word(b, 4 * i);
+            }
         }
+        acc = lanes.iter().sum::<u64>();
+        rest = blocks.remainder();
     }
-    let mut words = blocks.remainder().chunks_exact(8);
+    let mut words = rest.chunks_exact(4);
     for w in &mut words {
-        acc = add(acc, dword(w, 0));
-    }
-    let mut tail = words.remainder();
-    if tail.len() >= 4 {
-        acc = add(acc, word(tail, 0));
-        tail = &tail[4..];
+        acc += word(w, 0);
     }
     // The tail, 2 and 1 bytes at even offsets, each added as its own
     // host-order word (RFC 1071 §1: an odd byte is the high byte of a word
     // whose low byte is zero). No copy into a padded buffer: that costs a
     // call to memcpy, as much as summing a 20-byte header.
+    let mut tail = words.remainder();
     if tail.len() >= 2 {
-        acc = add(acc, u16::from_ne_bytes([tail[0], tail[1]]) as u64);
+        acc += u16::from_ne_bytes([tail[0], tail[1]]) as u64;
         tail = &tail[2..];
     }
     if let [last] = tail {
-        acc = add(acc, u16::from_ne_bytes([*last, 0]) as u64);
+        acc += u16::from_ne_bytes([*last, 0]) as u64;
     }
     acc
 }
