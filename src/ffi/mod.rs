@@ -1428,17 +1428,7 @@ mod stats_tests {
     #[test]
     fn add_core_sums_device_counters_into_their_fields() {
         let s = CoreStats {
-            device: DeviceCounters {
-                rx_frames: 1,
-                rx_bytes: 2,
-                tx_frames: 3,
-                tx_bytes: 4,
-                rx_dropped: 5,
-                rx_fill_ring_empty: 6,
-                tx_dropped: 7,
-                tx_kick_retries: 8,
-                tx_kick_errors: 9,
-            },
+            device: DeviceCounters::numbered(),
             ..CoreStats::default()
         };
         let mut t = fl_stats::default();
