@@ -516,3 +516,61 @@ fn without_timestamps_a_syn_with_a_higher_sequence_number_reuses_the_tuple() {
     assert_eq!(r, Ok(()));
     assert_eq!(p.b.tcp.counters().time_wait_reused_passive, 1);
 }
+
+/// Three flows from client ports that differ only in bits the server's
+/// demux hint does not index (it hashes the ports to one of 256 slots:
+/// 40000, 40002 and 40004 share one), with data both ways interleaved:
+/// each hint is wrong two times in three, and every byte still reaches its
+/// own connection (the hint is checked against the slot's connection and
+/// falls back to the keyed lookup).
+#[test]
+fn flows_sharing_a_demux_hint_slot_each_get_their_own_bytes() {
+    use flowlane::api::pair::A_IP;
+    let mut p = Pair::new(7);
+    let l = listen(&mut p, PORT);
+    let ports = [40000u16, 40002, 40004];
+    let clients: Vec<SocketHandle> = ports
+        .iter()
+        .map(|&port| {
+            let c = p.a.tcp.socket().unwrap();
+            p.a.tcp.bind(c, SocketAddrV4::new(A_IP, port)).unwrap();
+            let now = p.now;
+            p.a.tcp
+                .connect(c, now, SocketAddrV4::new(B_IP, PORT))
+                .unwrap();
+            c
+        })
+        .collect();
+    let mut servers: Vec<Option<SocketHandle>> = vec![None; 3];
+    assert!(p.run_until(Duration::from_secs(5), |p| {
+        while let Ok((s, peer)) = p.b.tcp.accept(l) {
+            let i = ports.iter().position(|&x| x == peer.port()).unwrap();
+            servers[i] = Some(s);
+        }
+        servers.iter().all(Option::is_some)
+            && clients
+                .iter()
+                .all(|&c| p.a.tcp.state(c).unwrap() == State::Established)
+    }));
+    let servers: Vec<SocketHandle> = servers.into_iter().map(Option::unwrap).collect();
+    let mut up: Vec<Flow> = (0..3)
+        .map(|i| Flow::new(random_bytes(100 + i, 300_000)))
+        .collect();
+    let mut down: Vec<Flow> = (0..3)
+        .map(|i| Flow::new(random_bytes(200 + i, 300_000)))
+        .collect();
+    assert!(p.run_until(Duration::from_secs(60), |p| {
+        for i in 0..3 {
+            pump(p, true, clients[i], servers[i], &mut up[i]);
+            pump(p, false, servers[i], clients[i], &mut down[i]);
+        }
+        up.iter().chain(down.iter()).all(Flow::done)
+    }));
+    for i in 0..3 {
+        assert_eq!(sha(&up[i].received), sha(&up[i].data), "flow {i} up");
+        assert_eq!(sha(&down[i].received), sha(&down[i].data), "flow {i} down");
+        let k = p.b.tcp.info(servers[i]).unwrap().counters;
+        assert_eq!(k.retransmits, 0, "flow {i}");
+    }
+    assert_eq!(p.b.tcp.counters().no_socket, 0);
+}
