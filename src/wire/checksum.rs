@@ -69,6 +69,14 @@ fn to_be(sum: u16) -> u16 {
 /// picked at run time: with 256-bit vectors it runs twice as fast.
 #[multiversion::multiversion(targets("x86_64+avx2"))]
 fn sum_lanes(data: &[u8]) -> (u64, &[u8]) {
+    lanes(data)
+}
+
+/// The body of [`sum_lanes`], inlined into each of its builds; called on
+/// its own it is the baseline build (which a test checks against the one
+/// the CPU picked).
+#[inline(always)]
+fn lanes(data: &[u8]) -> (u64, &[u8]) {
     let mut lanes = [0u64; 16];
     let mut blocks = data.chunks_exact(64);
     for b in &mut blocks {
@@ -264,6 +272,13 @@ mod tests {
         #[test]
         fn fast_sum_equals_naive_sum(bytes in proptest::collection::vec(any::<u8>(), 0..3000)) {
             prop_assert_eq!(data(&bytes), naive(&bytes));
+        }
+
+        #[test]
+        fn the_lanes_the_cpu_picked_sum_as_the_baseline_build(
+            bytes in proptest::collection::vec(any::<u8>(), 0..4000),
+        ) {
+            prop_assert_eq!(sum_lanes(&bytes), lanes(&bytes));
         }
 
         #[test]
