@@ -316,19 +316,24 @@ impl Server {
                 drain.store(true, Ordering::Relaxed);
                 std::thread::sleep(Duration::from_millis(50));
                 let c = published.lock().map(|p| p.counters).unwrap_or_default();
-                let dropped = rt
+                let total = rt
                     .as_ref()
-                    .map(|rt| {
-                        flowlane::runtime::total(&rt.stats())
-                            .iface
-                            .drops
-                            .iter()
-                            .sum()
-                    })
-                    .unwrap_or(0u64);
+                    .map(|rt| flowlane::runtime::total(&rt.stats()))
+                    .unwrap_or_default();
+                let dropped: u64 = total.iface.drops.iter().sum();
+                let d = total.device;
                 format!(
-                    "server: accepted {}, failed {}, retransmits {} (RTOs {}), frames dropped {dropped}",
-                    c.accepted, c.failed, c.retransmits, c.rtos
+                    "server: accepted {}, failed {}, retransmits {} (RTOs {}), frames dropped {dropped}, \
+                     device rx dropped {}, fill ring empty {}, tx dropped {}, kick retries {}, kick errors {}",
+                    c.accepted,
+                    c.failed,
+                    c.retransmits,
+                    c.rtos,
+                    d.rx_dropped,
+                    d.rx_fill_ring_empty,
+                    d.tx_dropped,
+                    d.tx_kick_retries,
+                    d.tx_kick_errors
                 )
             }
             Server::Linux { .. } => String::new(),
