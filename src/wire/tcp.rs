@@ -539,6 +539,23 @@ impl TcpOptions {
         len
     }
 
+    /// The timestamp, if it is the only option: the layout of nearly every
+    /// segment of an established connection, which `emit` writes without
+    /// its general layout rules (as parse reads it).
+    #[inline]
+    fn timestamp_only(&self) -> Option<TcpTimestamp> {
+        match (
+            self.timestamp,
+            self.mss,
+            self.window_scale,
+            self.sack_permitted,
+            self.sack_count,
+        ) {
+            (Some(ts), None, None, false, 0) => Some(ts),
+            _ => None,
+        }
+    }
+
     /// Bytes [`emit`](Self::emit) writes: a multiple of 4, at most 40.
     #[inline]
     pub fn buffer_len(&self) -> usize {
@@ -562,14 +579,7 @@ impl TcpOptions {
     #[inline]
     pub fn emit(&self, buf: &mut [u8]) -> usize {
         use field::*;
-        // Fast path, mirroring parse: the established-state layout.
-        if let (Some(ts), None, None, false, 0) = (
-            self.timestamp,
-            self.mss,
-            self.window_scale,
-            self.sack_permitted,
-            self.sack_count,
-        ) {
+        if let Some(ts) = self.timestamp_only() {
             let (out, rest) = buf
                 .split_first_chunk_mut::<12>()
                 .expect("TCP option buffer shorter than options");
@@ -771,28 +781,18 @@ impl<'a> TcpRepr<'a> {
     /// # Panics
     /// If `header` is shorter than `header_len()`.
     pub fn emit_header(&self, header: &mut [u8]) -> usize {
-        use field::{OPT_NOP, OPT_TS, OPT_TS_LEN};
-        let o = &self.options;
-        // Fast path: timestamps only, the options of nearly every segment
-        // of an established connection (as parse has).
-        if let (Some(ts), None, None, false, 0) = (
-            o.timestamp,
-            o.mss,
-            o.window_scale,
-            o.sack_permitted,
-            o.sack_count,
-        ) {
+        // Timestamps only, the header of nearly every segment: a constant
+        // length, so the slices below need no computed bounds.
+        if self.options.timestamp_only().is_some() {
             const LEN: usize = HEADER_LEN + 12;
             let (whole, _) = header
                 .split_first_chunk_mut::<LEN>()
                 .expect("TCP header buffer shorter than the header");
-            let (fixed, rest) = whole
+            let (fixed, options) = whole
                 .split_first_chunk_mut::<HEADER_LEN>()
                 .expect("length checked above");
             self.emit_fixed(fixed, LEN);
-            rest[0..4].copy_from_slice(&[OPT_NOP, OPT_NOP, OPT_TS, OPT_TS_LEN]);
-            rest[4..8].copy_from_slice(&ts.tsval.to_be_bytes());
-            rest[8..12].copy_from_slice(&ts.tsecr.to_be_bytes());
+            self.options.emit(options);
             return LEN;
         }
         let options_len = self.options.buffer_len();
