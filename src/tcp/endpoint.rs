@@ -303,6 +303,18 @@ impl PortTable {
     }
 }
 
+/// After a dispatch the device did not refuse, a connection owes nothing
+/// but its timers (checked in debug builds, across the whole test suite).
+#[inline]
+fn debug_assert_nothing_owed(c: &Connection) {
+    debug_assert_eq!(
+        c.poll_at(),
+        c.next_timer(),
+        "a dispatch the device did not refuse left work owed ({:?})",
+        c.state()
+    );
+}
+
 /// Entries of [`Endpoint`]'s demux hint.
 const DEMUX_HINTS: usize = 256;
 
@@ -1395,11 +1407,7 @@ impl Endpoint {
             && s.counted == Some(state)
             && !matches!(state, State::Closed | State::TimeWait)
         {
-            debug_assert_eq!(
-                c.poll_at(),
-                c.next_timer(),
-                "a dispatch the device did not refuse left work owed ({state:?})"
-            );
+            debug_assert_nothing_owed(c);
             let at = c.next_timer();
             self.schedule(index, at);
             return;
@@ -1468,11 +1476,7 @@ impl Endpoint {
         // goes out first, from the connection).
         let owes_now = match owed {
             Owed::Nothing => {
-                debug_assert_eq!(
-                    c.poll_at(),
-                    c.next_timer(),
-                    "a dispatch the device did not refuse left work owed ({state:?})"
-                );
+                debug_assert_nothing_owed(c);
                 false
             }
             Owed::Maybe | Owed::Unknown => c.poll_at() == Instant::ZERO,
