@@ -418,14 +418,13 @@ impl Ipv4Repr {
         // The sum of the header's words, from the values just written (no
         // pass over the bytes): version/IHL/DSCP, length, ident 0, flags,
         // TTL/protocol, the addresses.
-        let words = [
+        let sum = !checksum::combine(&[
             0x4500,
             (HEADER_LEN + self.payload_len) as u16,
             field::FLAG_DF,
             u16::from_be_bytes([self.hop_limit, self.protocol.into()]),
-        ];
-        let addrs = checksum::pseudo_header_v4(self.src_addr, self.dst_addr, 0, 0);
-        let sum = !checksum::combine(&[words[0], words[1], words[2], words[3], addrs]);
+            checksum::pseudo_header_v4(self.src_addr, self.dst_addr, 0, 0),
+        ]);
         hdr[field::CHECKSUM].copy_from_slice(&sum.to_be_bytes());
     }
 }
