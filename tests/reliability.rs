@@ -739,3 +739,55 @@ fn without_sack_or_when_off_the_tail_waits_for_the_rto() {
         );
     }
 }
+
+/// A device queue with room for `room` more segments, then full.
+struct Room {
+    room: usize,
+    got: Vec<Segment>,
+}
+
+impl flowlane::tcp::Sink for Room {
+    fn emit(
+        &mut self,
+        _src: std::net::Ipv4Addr,
+        _dst: std::net::Ipv4Addr,
+        repr: &flowlane::wire::TcpRepr<'_>,
+    ) -> bool {
+        if self.got.len() == self.room {
+            return false;
+        }
+        self.got.push(Segment::from_repr(repr));
+        true
+    }
+}
+
+/// New data goes out as one burst of full segments that the sink cuts
+/// (`Sink::emit_split`). When the device takes only part of a burst, the
+/// rest goes out on the next dispatch from where it stopped: no segment
+/// lost or sent twice, PSH only on the segment that empties the buffer.
+#[test]
+fn a_burst_the_device_takes_only_part_of_resumes_where_it_stopped() {
+    let mut t = established(&config(Algorithm::Reno), NO_OPTIONS);
+    write(&mut t, 10 * MSS + 300);
+    let mut sink = Room {
+        room: 3,
+        got: Vec::new(),
+    };
+    assert_eq!(t.conn.dispatch(t.now, &mut sink), 3);
+    assert_eq!(data_of(&sink.got), [(0, MSS), (MSS, MSS), (2 * MSS, MSS)]);
+    assert!(sink.got.iter().all(|s| s.flags == TcpFlags::ACK));
+    // The rest of the initial window of 10 segments.
+    let out = t.dispatch();
+    assert_eq!(
+        data_of(&out),
+        (3..10).map(|i| (i * MSS, MSS)).collect::<Vec<_>>()
+    );
+    assert!(out.iter().all(|s| s.flags == TcpFlags::ACK));
+    assert_eq!(t.conn.counters().segs_out, 2 + 10, "SYN, ACK, 10 data");
+    // All acknowledged: the last 300 bytes go out, pushed.
+    send!(t, ack_of(10 * MSS, &[]));
+    let out = t.dispatch();
+    assert_eq!(data_of(&out), [(10 * MSS, 300)]);
+    assert_eq!(out[0].flags, TcpFlags::ACK | TcpFlags::PSH);
+    assert_eq!(t.conn.counters().segs_out, 13);
+}

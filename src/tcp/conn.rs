@@ -2181,6 +2181,38 @@ impl Connection {
                 flags = flags | TcpFlags::PSH;
             }
             let seq = self.snd_nxt;
+            // More than this segment waits (never so for a small message).
+            let burst = if resend || fin || rwnd_only || off + len >= self.tx.len() {
+                len
+            } else {
+                self.burst_len(off, len, max_segments - sent)
+            };
+            if burst > len {
+                // Full segments, many: built once and cut by the sink.
+                let mut flags = TcpFlags::ACK;
+                if off + burst == self.tx.len() {
+                    flags = flags | TcpFlags::PSH;
+                }
+                let segments = self.emit_segments::<true>(now, sink, flags, seq, off, burst, len);
+                if segments == 0 {
+                    break;
+                }
+                sent += segments;
+                self.split_tail = false;
+                self.snd_nxt = seq + (segments * len).min(burst);
+                // Timed as the per-segment path times it: the first segment.
+                if self.rtt_timing.is_none() {
+                    self.rtt_timing = Some((seq + len, now));
+                }
+                self.snd_max = self.snd_nxt;
+                if self.timers[Timer::Rto as usize] == Instant::FAR_FUTURE {
+                    self.timers[Timer::Rto as usize] = now + self.rtt.rto();
+                }
+                if segments * len < burst || self.snd_nxt - self.snd_una >= self.tx.len() {
+                    break;
+                }
+                continue;
+            }
             let Some((len, fin)) = self.emit_data(now, sink, flags, seq, off, len) else {
                 break;
             };
@@ -2211,6 +2243,35 @@ impl Connection {
             }
         }
         sent
+    }
+
+    /// Payload bytes of new data to send at `off` (SND.NXT, past SND.MAX) in
+    /// one burst of full segments, up to `room` of them, when next_segment
+    /// found a full first segment of `len` bytes: as many as window, cwnd
+    /// and the send buffer's contiguous bytes allow. `len` when a burst
+    /// would be one segment or the connection is recovering from loss
+    /// (limited transmit and recovery count segment by segment). A queued
+    /// FIN is left to the per-segment path with the last data.
+    fn burst_len(&self, off: usize, len: usize, room: usize) -> usize {
+        let mss = self.payload_limit();
+        if len != mss || room < 2 || self.dup_acks > 0 || self.recovery.is_some() {
+            return len;
+        }
+        let unsent = self.tx.len().saturating_sub(off);
+        let window = (self.snd_wnd as usize)
+            .min(self.cc.cwnd() as usize)
+            .saturating_sub(off);
+        let mut ready = unsent.min(window);
+        if self.fin_queued && ready == unsent {
+            ready -= 1;
+        }
+        let contiguous = self.tx.get_allocated(off, ready).len();
+        let segments = (contiguous / mss).min(room);
+        if segments >= 2 {
+            segments * mss
+        } else {
+            len
+        }
     }
 
     /// Retransmits up to `limit` bytes at `seq` (below SND.MAX), with the FIN
@@ -2395,6 +2456,26 @@ impl Connection {
         off: usize,
         len: usize,
     ) -> bool {
+        self.emit_segments::<false>(now, sink, flags, seq, off, len, 0) > 0
+    }
+
+    /// Builds one segment and hands it to the sink; with `SPLIT`, for the
+    /// sink to cut into segments of `mss` payload bytes
+    /// ([`Sink::emit_split`]). `off`/`len` select payload from the send
+    /// buffer. Returns how many segments went out. (`SPLIT` is a constant
+    /// so that [`emit`](Self::emit), every ACK's path, compiles without
+    /// the split.)
+    #[allow(clippy::too_many_arguments)]
+    fn emit_segments<const SPLIT: bool>(
+        &mut self,
+        now: Instant,
+        sink: &mut impl Sink,
+        flags: TcpFlags,
+        seq: SeqNumber,
+        off: usize,
+        len: usize,
+        mss: usize,
+    ) -> usize {
         let syn = flags.syn();
         let mut options = TcpOptions::default();
         let window = self.rcv_window();
@@ -2459,10 +2540,16 @@ impl Connection {
             options,
             payload,
         };
-        if !sink.emit(*self.local.ip(), *self.remote.ip(), &repr) {
-            return false;
+        let (src, dst) = (*self.local.ip(), *self.remote.ip());
+        let sent = if SPLIT {
+            sink.emit_split(src, dst, &repr, mss)
+        } else {
+            usize::from(sink.emit(src, dst, &repr))
+        };
+        if sent == 0 {
+            return 0;
         }
-        self.counters.segs_out += 1;
+        self.counters.segs_out += sent as u64;
         if flags.ack() {
             self.ack_now = false;
             self.unacked_rx = 0;
@@ -2478,7 +2565,7 @@ impl Connection {
                 self.rcv_adv = edge;
             }
         }
-        true
+        sent
     }
 }
 

@@ -385,6 +385,21 @@ impl<S: Sink> Sink for Counting<'_, S> {
         }
         ok
     }
+
+    fn emit_split(
+        &mut self,
+        src: Ipv4Addr,
+        dst: Ipv4Addr,
+        repr: &TcpRepr<'_>,
+        mss: usize,
+    ) -> usize {
+        let sent = self.inner.emit_split(src, dst, repr, mss);
+        self.out += sent as u64;
+        if sent < repr.payload.len().div_ceil(mss.max(1)).max(1) {
+            self.refused += 1;
+        }
+        sent
+    }
 }
 
 impl Endpoint {

@@ -193,6 +193,28 @@ pub trait Sink {
     /// queue is full: the connection then leaves its state as if the segment
     /// had not been built and tries again on the next poll.
     fn emit(&mut self, src: Ipv4Addr, dst: Ipv4Addr, repr: &TcpRepr<'_>) -> bool;
+
+    /// Emits `repr` as the segments [`TcpRepr::split`] cuts it into, `mss`
+    /// payload bytes each, in order (segmentation offload done in the sink:
+    /// the connection builds a burst once, not once per segment). Returns
+    /// how many went out; after a refusal the rest did not, and the
+    /// connection sends them later.
+    fn emit_split(
+        &mut self,
+        src: Ipv4Addr,
+        dst: Ipv4Addr,
+        repr: &TcpRepr<'_>,
+        mss: usize,
+    ) -> usize {
+        let mut sent = 0;
+        for segment in repr.split(mss) {
+            if !self.emit(src, dst, &segment) {
+                break;
+            }
+            sent += 1;
+        }
+        sent
+    }
 }
 
 /// The reply RFC 9293 §3.10.7.1 prescribes for a segment that reaches no

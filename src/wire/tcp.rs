@@ -773,6 +773,27 @@ impl<'a> TcpRepr<'a> {
         }
     }
 
+    /// This segment cut into segments of `mss` payload bytes (the last may
+    /// be shorter), as segmentation offload cuts it: each has the same
+    /// header but its own sequence number, and PSH and FIN stay on the
+    /// last. A segment without payload comes out whole.
+    pub fn split(&self, mss: usize) -> impl Iterator<Item = TcpRepr<'a>> {
+        let whole = *self;
+        let mss = mss.max(1);
+        let count = whole.payload.len().div_ceil(mss).max(1);
+        let inner = TcpFlags(whole.flags.0 & !(TcpFlags::PSH.0 | TcpFlags::FIN.0));
+        (0..count).map(move |i| {
+            let at = (i * mss).min(whole.payload.len());
+            let end = (at + mss).min(whole.payload.len());
+            TcpRepr {
+                seq_number: whole.seq_number + at,
+                flags: if i + 1 == count { whole.flags } else { inner },
+                payload: &whole.payload[at..end],
+                ..whole
+            }
+        })
+    }
+
     /// Writes the header and options, with the checksum field 0, into the
     /// first [`header_len`](Self::header_len) bytes of `header`; returns
     /// that length. For a sender that places the payload itself and fills
@@ -1332,5 +1353,57 @@ mod tests {
         assert_eq!(p.header_len(), 60);
         let parsed = TcpRepr::parse(&p, CLIENT, SERVER, true).unwrap();
         assert_eq!(parsed.options.sack_count, 2);
+    }
+
+    #[test]
+    fn split_cuts_the_payload_each_with_its_sequence_number_and_psh_fin_on_the_last() {
+        let payload: Vec<u8> = (0..2500u32).map(|i| i as u8).collect();
+        let options = TcpOptions {
+            timestamp: Some(TcpTimestamp { tsval: 5, tsecr: 6 }),
+            ..TcpOptions::default()
+        };
+        let whole = TcpRepr {
+            src_port: 7,
+            dst_port: 47212,
+            seq_number: SeqNumber(0xffff_fc00),
+            ack_number: SeqNumber(17),
+            flags: TcpFlags::ACK | TcpFlags::PSH | TcpFlags::FIN,
+            window_len: 502,
+            urgent_pointer: 0,
+            options,
+            payload: &payload,
+        };
+        let parts: Vec<TcpRepr<'_>> = whole.split(1000).collect();
+        assert_eq!(parts.len(), 3);
+        let seqs: Vec<u32> = parts.iter().map(|p| p.seq_number.0).collect();
+        // The sequence numbers wrap past 2^32 within the burst.
+        assert_eq!(seqs, [0xffff_fc00, 0xffff_ffe8, 0x0000_03d0]);
+        let lens: Vec<usize> = parts.iter().map(|p| p.payload.len()).collect();
+        assert_eq!(lens, [1000, 1000, 500]);
+        assert_eq!(parts[0].flags, TcpFlags::ACK);
+        assert_eq!(parts[1].flags, TcpFlags::ACK);
+        assert_eq!(parts[2].flags, whole.flags);
+        let joined: Vec<u8> = parts
+            .iter()
+            .flat_map(|p| p.payload.iter().copied())
+            .collect();
+        assert_eq!(joined, payload);
+        for p in &parts {
+            assert_eq!(
+                (p.ack_number, p.window_len, p.options),
+                (whole.ack_number, 502, options)
+            );
+        }
+        // Without payload, or within one segment, it comes out whole.
+        let empty = TcpRepr {
+            payload: &[],
+            ..whole
+        };
+        assert_eq!(empty.split(1000).collect::<Vec<_>>(), [empty]);
+        let short = TcpRepr {
+            payload: &payload[..1000],
+            ..whole
+        };
+        assert_eq!(short.split(1000).collect::<Vec<_>>(), [short]);
     }
 }
