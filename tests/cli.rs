@@ -328,6 +328,14 @@ fn demo_runs_to_the_end_and_cleans_up() {
         out.contains("requests/s, errors"),
         "no progress lines:\n{out}"
     );
+    // The server's device counters follow the table: it received frames.
+    let rx_frames: u64 = out
+        .split("flowlane's device: rx frames ")
+        .nth(1)
+        .and_then(|rest| rest.split_whitespace().next())
+        .and_then(|n| n.parse().ok())
+        .unwrap_or_else(|| panic!("no device line:\n{out}"));
+    assert!(rx_frames > 0, "{out}");
     let left = leftovers(pid);
     assert!(left.is_empty(), "demo left behind: {left:?}");
 }

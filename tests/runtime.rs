@@ -121,6 +121,15 @@ fn a_core_serves_echo_on_its_own_thread_and_shuts_down_cleanly() {
             && stats[0].tcp.connections_accepted == 1
         {
             assert!(stats[0].loops > 0);
+            // The channel's own counters reach the core's: the stack saw
+            // every frame the device delivered (stats are published per
+            // loop, so the device is read in the same loop as the stack).
+            let (dev, iface) = (&stats[0].device, &stats[0].iface);
+            assert!(dev.rx_frames > 0 && dev.tx_frames > 0, "{dev:?}");
+            assert_eq!(
+                (dev.rx_frames, dev.rx_bytes),
+                (iface.rx_frames, iface.rx_bytes)
+            );
             break;
         }
         assert!(

@@ -495,6 +495,23 @@ pub fn states_line(states: &[u64; State::COUNT]) -> String {
     }
 }
 
+/// The device's counters on one line (`flowlane serve` and the demo).
+fn device_line(d: &flowlane::phy::DeviceCounters) -> String {
+    format!(
+        "rx frames {} bytes {} dropped {} (fill ring empty {}); \
+         tx frames {} bytes {} dropped {} (kick retries {}, kick errors {})",
+        d.rx_frames,
+        d.rx_bytes,
+        d.rx_dropped,
+        d.rx_fill_ring_empty,
+        d.tx_frames,
+        d.tx_bytes,
+        d.tx_dropped,
+        d.tx_kick_retries,
+        d.tx_kick_errors,
+    )
+}
+
 fn print_stats(start: StdInstant, stats: &[CoreStats], apps: &[AppCounters]) {
     let t = runtime::total(stats);
     let mut a = AppCounters::default();
@@ -530,21 +547,7 @@ fn print_stats(start: StdInstant, stats: &[CoreStats], apps: &[AppCounters]) {
         t.iface.icmp_echo_replies,
         t.iface.misdirected,
     );
-    let d = &t.device;
-    let _ = writeln!(
-        out,
-        "  device: rx frames {} bytes {} dropped {} (fill ring empty {}); \
-         tx frames {} bytes {} dropped {} (kick retries {}, kick errors {})",
-        d.rx_frames,
-        d.rx_bytes,
-        d.rx_dropped,
-        d.rx_fill_ring_empty,
-        d.tx_frames,
-        d.tx_bytes,
-        d.tx_dropped,
-        d.tx_kick_retries,
-        d.tx_kick_errors,
-    );
+    let _ = writeln!(out, "  device: {}", device_line(&t.device));
     let _ = writeln!(out, "  states: {}", states_line(&t.states));
     if stats.len() > 1 {
         for (s, c) in stats.iter().zip(apps) {

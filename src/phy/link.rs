@@ -18,7 +18,7 @@
 
 use std::collections::VecDeque;
 
-use super::{Device, DeviceCapabilities, FrameBatch};
+use super::{Device, DeviceCapabilities, DeviceCounters, FrameBatch};
 use crate::rand::{splitmix64, Rng};
 use crate::time::{Duration, Instant};
 
@@ -356,6 +356,19 @@ pub struct Link {
     /// Emptied buffers with their allocations, reused for frames.
     free: Vec<Vec<u8>>,
     next_seq: u64,
+    /// Per port: what its `transmit` accepted and refused (receive counts
+    /// come from the directions' `LinkStats`).
+    sent: Vec<PortSent>,
+}
+
+/// What one port's `transmit` was handed: frames accepted onto the wire
+/// (lost in transit included), their bytes, and frames refused (oversized
+/// or tail-dropped on every direction).
+#[derive(Clone, Copy, Debug, Default)]
+struct PortSent {
+    frames: u64,
+    bytes: u64,
+    refused: u64,
 }
 
 impl Link {
@@ -386,6 +399,7 @@ impl Link {
             dirs,
             free: Vec::new(),
             next_seq: 0,
+            sent: vec![PortSent::default(); n],
         }
     }
 
@@ -486,7 +500,9 @@ impl Link {
             self.ports - 1
         };
         let mut accepted = 0;
+        let mut bytes = 0;
         for i in 0..batch.len() {
+            let len = batch.get(i).len();
             let mut any = false;
             for to in (0..self.ports).filter(|&to| to != from) {
                 let dir = &mut self.dirs[from * self.ports + to];
@@ -500,9 +516,32 @@ impl Link {
                 );
             }
             accepted += usize::from(any);
+            bytes += if any { len } else { 0 };
         }
+        let sent = &mut self.sent[from];
+        sent.frames += accepted as u64;
+        sent.bytes += bytes as u64;
+        sent.refused += (batch.len() - accepted) as u64;
         batch.clear();
         accepted
+    }
+
+    /// Port `port`'s device counters: what its `transmit` accepted and
+    /// refused, and what the directions into it delivered.
+    fn port_counters(&self, port: usize) -> DeviceCounters {
+        let sent = self.sent[port];
+        let mut c = DeviceCounters {
+            tx_frames: sent.frames,
+            tx_bytes: sent.bytes,
+            tx_dropped: sent.refused,
+            ..DeviceCounters::default()
+        };
+        for from in (0..self.ports).filter(|&from| from != port) {
+            let stats = &self.dirs[from * self.ports + port].stats;
+            c.rx_frames += stats.delivered;
+            c.rx_bytes += stats.bytes_delivered;
+        }
+        c
     }
 
     fn receive_at(&mut self, to: usize, now: Instant, batch: &mut FrameBatch, max: usize) -> usize {
@@ -587,6 +626,10 @@ impl Device for LinkPort<'_> {
     fn poll_at(&self) -> Option<Instant> {
         self.link.poll_at_port(self.index)
     }
+
+    fn counters(&self) -> DeviceCounters {
+        self.link.port_counters(self.index)
+    }
 }
 
 #[cfg(test)]
@@ -638,6 +681,34 @@ mod tests {
         let s = link.stats(0, 1);
         assert_eq!((s.sent, s.delivered, s.bytes_delivered), (100, 100, 10_000));
         assert_eq!(link.poll_at(), None);
+    }
+
+    /// Each port's device counters: what its transmit accepted (lost in
+    /// transit included) and refused, and what reached it; a hub counts a
+    /// frame sent to several ports once.
+    #[test]
+    fn port_counters_count_what_each_port_sent_refused_and_received() {
+        let mut link = Link::new(LinkConfig::default().with_queue_limit(3).with_mtu(200), 1);
+        let mut b = FrameBatch::new();
+        for (id, len) in [(1, 100), (2, 300), (3, 100), (4, 100), (5, 100)] {
+            b.push_copy(&frame(id, len));
+        }
+        // Frame 2 is over the MTU, frame 5 finds the queue full.
+        assert_eq!(link.port(0).transmit(T0, &mut b), 3);
+        let tx = link.port(0).counters();
+        assert_eq!((tx.tx_frames, tx.tx_bytes, tx.tx_dropped), (3, 300, 2));
+        assert_eq!((tx.rx_frames, tx.rx_bytes), (0, 0));
+        assert_eq!(recv_ids(&mut link, 1, T0), vec![1, 3, 4]);
+        let rx = link.port(1).counters();
+        assert_eq!((rx.rx_frames, rx.rx_bytes, rx.tx_frames), (3, 300, 0));
+
+        let mut hub = Link::with_ports(3, LinkConfig::default(), 1);
+        send(&mut hub, 0, T0, [9]);
+        assert_eq!(hub.port(0).counters().tx_frames, 1);
+        for port in [1, 2] {
+            assert_eq!(recv_ids(&mut hub, port, T0), vec![9]);
+            assert_eq!(hub.port(port).counters().rx_frames, 1);
+        }
     }
 
     #[test]

@@ -41,7 +41,7 @@ use flowlane::phy::sys::{
 use flowlane::phy::Device;
 use flowlane::runtime::{self, CoreSetup, IdlePolicy, Runtime, RuntimeConfig};
 
-use super::{states_line, termination_flag};
+use super::{device_line, states_line, termination_flag};
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq, ValueEnum)]
 pub enum DemoDevice {
@@ -120,6 +120,19 @@ impl Flowlane {
             Some(rt) => states_line(&runtime::total(&rt.stats()).states),
             None => String::new(),
         }
+    }
+
+    /// The server's device and interface counters, for after the table:
+    /// whether frames were lost below TCP.
+    fn device(&self) -> Option<String> {
+        let rt = self.runtime.as_ref()?;
+        let t = runtime::total(&rt.stats());
+        Some(format!(
+            "flowlane's device: {}; interface drops {} (not for us {})",
+            device_line(&t.device),
+            t.iface.drops_total(),
+            t.iface.not_for_us
+        ))
     }
 
     fn stop(&mut self) {
@@ -248,6 +261,9 @@ fn run_inner(args: &DemoArgs, term: &AtomicBool) -> io::Result<()> {
         rows.push((fl.title.clone(), f));
         rows.push(("Linux, veth".to_string(), l));
         print_table(&rows);
+        if let Some(line) = fl.device() {
+            println!("{line}");
+        }
     }
     fl.stop();
     linux.stop(&server_ns, linux_addr);
