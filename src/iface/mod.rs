@@ -12,7 +12,7 @@ use std::collections::{HashMap, VecDeque};
 
 use crate::phy::{Device, FrameBatch};
 use crate::shard::rss::Rss;
-use crate::tcp::{Endpoint, Sink};
+use crate::tcp::{self, Endpoint, Sink};
 use crate::time::{Duration, Instant};
 use crate::wire::{
     self, ArpOperation, ArpPacket, ArpRepr, EtherType, EthernetAddress, EthernetFrame,
@@ -684,14 +684,9 @@ impl Sink for TxSink<'_> {
         mss: usize,
     ) -> usize {
         let Some(mac) = self.resolve(dst) else {
-            let mut sent = 0;
-            for segment in repr.split(mss) {
-                if !unresolved(self.iface, self.now, src, dst, &segment) {
-                    break;
-                }
-                sent += 1;
-            }
-            return sent;
+            return tcp::emit_each(repr, mss, |segment| {
+                unresolved(self.iface, self.now, src, dst, segment)
+            });
         };
         let mut headers = [0u8; HEADERS_MAX];
         let mut end = 0;

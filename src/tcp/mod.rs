@@ -206,15 +206,25 @@ pub trait Sink {
         repr: &TcpRepr<'_>,
         mss: usize,
     ) -> usize {
-        let mut sent = 0;
-        for segment in repr.split(mss) {
-            if !self.emit(src, dst, &segment) {
-                break;
-            }
-            sent += 1;
-        }
-        sent
+        emit_each(repr, mss, |segment| self.emit(src, dst, segment))
     }
+}
+
+/// Hands each segment of `repr.split(mss)` to `emit` until it refuses one;
+/// returns how many it took.
+pub fn emit_each(
+    repr: &TcpRepr<'_>,
+    mss: usize,
+    mut emit: impl FnMut(&TcpRepr<'_>) -> bool,
+) -> usize {
+    let mut sent = 0;
+    for segment in repr.split(mss) {
+        if !emit(&segment) {
+            break;
+        }
+        sent += 1;
+    }
+    sent
 }
 
 /// The reply RFC 9293 §3.10.7.1 prescribes for a segment that reaches no
