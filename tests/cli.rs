@@ -299,6 +299,16 @@ fn leftovers(pid: u32) -> Vec<String> {
     left
 }
 
+/// The frames the demo's flowlane server received, from the device line
+/// it prints after its table.
+fn device_rx_frames(out: &str) -> u64 {
+    out.split("flowlane's device: rx frames ")
+        .nth(1)
+        .and_then(|rest| rest.split_whitespace().next())
+        .and_then(|n| n.parse().ok())
+        .unwrap_or_else(|| panic!("no device line:\n{out}"))
+}
+
 #[test]
 fn demo_runs_to_the_end_and_cleans_up() {
     if !root_or_skip("demo_runs_to_the_end_and_cleans_up") {
@@ -328,14 +338,7 @@ fn demo_runs_to_the_end_and_cleans_up() {
         out.contains("requests/s, errors"),
         "no progress lines:\n{out}"
     );
-    // The server's device counters follow the table: it received frames.
-    let rx_frames: u64 = out
-        .split("flowlane's device: rx frames ")
-        .nth(1)
-        .and_then(|rest| rest.split_whitespace().next())
-        .and_then(|n| n.parse().ok())
-        .unwrap_or_else(|| panic!("no device line:\n{out}"));
-    assert!(rx_frames > 0, "{out}");
+    assert!(device_rx_frames(&out) > 0, "{out}");
     let left = leftovers(pid);
     assert!(left.is_empty(), "demo left behind: {left:?}");
 }
@@ -358,6 +361,7 @@ fn demo_on_tap_runs_and_cleans_up() {
     );
     assert!(out.contains("over tap "), "{out}");
     assert!(out.contains("flowlane / Linux"), "{out}");
+    assert!(device_rx_frames(&out) > 0, "{out}");
     let left = leftovers(pid);
     assert!(left.is_empty(), "demo left behind: {left:?}");
 }
