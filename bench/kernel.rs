@@ -8,8 +8,10 @@
 //! W1–W3 and 4 KiB for W4 (set before connect and listen, so the window
 //! scale follows), one client address, one server address and port, client
 //! closes first in W4. W2 and W3 busy-poll non-blocking sockets, as the
-//! in-memory pairs do. What is not as BENCHMARKS.md: loopback's MTU is
-//! 65536 (and it needs no checksums), which is the machine's and left alone.
+//! in-memory pairs do. W4 is a fixed 5 s window from a fresh listener, as
+//! in the pair bench (not criterion samples). What is not as BENCHMARKS.md:
+//! loopback's MTU is 65536 (and it needs no checksums), which is the
+//! machine's and left alone.
 //!
 //! Run without `taskset` (it pins its own threads): `cargo bench --bench
 //! kernel`; `-- --test` runs each workload once.
@@ -24,8 +26,8 @@ use std::sync::Arc;
 use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
 
-use criterion::{BenchmarkGroup, Criterion, SamplingMode, Throughput};
-use results::{baseline_name, w4_json, write_extra};
+use criterion::{BenchmarkGroup, Criterion, Throughput};
+use results::{baseline_name, fixed_window, measuring, selected, W4Window};
 use socket2::{Domain, Socket, Type};
 
 type Group<'a> = BenchmarkGroup<'a, criterion::measurement::WallTime>;
@@ -280,7 +282,6 @@ struct ConnRate {
     failed: u64,
     stop: Arc<AtomicBool>,
     server: Option<JoinHandle<()>>,
-    built: Instant,
 }
 
 impl ConnRate {
@@ -322,15 +323,15 @@ impl ConnRate {
             failed: 0,
             stop,
             server: Some(server),
-            built: Instant::now(),
         }
     }
 
-    fn run(&mut self, connections: u64) {
-        let target = self.completed + connections;
+    /// Until `deadline` (BENCHMARKS.md's fixed window), reading the clock
+    /// once per pass over the slots.
+    fn run_until(&mut self, deadline: Instant) {
         let request = [0x42u8; MESSAGE];
         let mut buf = [0u8; MESSAGE];
-        while self.completed < target {
+        while Instant::now() < deadline {
             for slot in self.slots.iter_mut() {
                 if let Slot::Busy(s, sent, got) = slot {
                     if !*sent {
@@ -436,27 +437,19 @@ fn main() {
         g.finish();
     }
 
-    let mut g = group(&mut c, "w4_connection_rate");
-    g.throughput(Throughput::Elements(1));
-    g.sampling_mode(SamplingMode::Flat);
-    let mut w: Option<ConnRate> = None;
-    g.bench_function("linux", |b| {
-        let w = w.get_or_insert_with(ConnRate::new);
-        b.iter_custom(|conns| timed(|| w.run(conns)))
-    });
-    g.finish();
-    if let Some(w) = w {
-        let secs = w.built.elapsed().as_secs_f64();
-        let tw = w.time_wait();
-        println!(
-            "w4_connection_rate/linux: {} connections in {secs:.1} s ({:.0}/s overall), \
-             {} failed connects, {tw} in TIME-WAIT at the end",
-            w.completed,
-            w.completed as f64 / secs,
-            w.failed
-        );
-        let json = w4_json(w.completed, secs, w.failed, tw);
-        write_extra("w4_connection_rate", "linux", &baseline, &json);
+    // W4: a fixed window, outside criterion (see `results::fixed_window`).
+    if selected("w4_connection_rate/linux") {
+        let seconds = if measuring() { 5.0 } else { 0.2 };
+        let mut w = ConnRate::new();
+        let (seconds, rates) = fixed_window(&mut w, seconds, |w| w.completed, ConnRate::run_until);
+        W4Window {
+            completed: w.completed,
+            seconds,
+            failed: w.failed,
+            time_wait: w.time_wait(),
+            rates,
+        }
+        .report("w4_connection_rate", "linux", &baseline, "");
     }
 
     c.final_summary();

@@ -41,9 +41,95 @@ pub fn write_extra(group: &str, stack: &str, baseline: &str, json: &str) {
     }
 }
 
-/// W4's figures at the end of a run, as the report reads them.
-pub fn w4_json(completed: u64, seconds: f64, failed: u64, time_wait: usize) -> String {
-    format!(
-        "{{\"completed\": {completed}, \"seconds\": {seconds:.3}, \"failed\": {failed}, \"time_wait\": {time_wait}}}\n"
-    )
+/// One W4 window's figures: the connections completed in it, its length,
+/// failed connects, TIME-WAIT at the end, and the rate in each tenth.
+pub struct W4Window {
+    pub completed: u64,
+    pub seconds: f64,
+    pub failed: u64,
+    pub time_wait: usize,
+    pub rates: Vec<f64>,
+}
+
+impl W4Window {
+    /// Prints the window's line (`note` after it) and writes its figures
+    /// beside criterion's results, where the report reads them.
+    pub fn report(&self, group: &str, stack: &str, baseline: &str, note: &str) {
+        let rates: Vec<String> = self.rates.iter().map(|r| format!("{r:.0}")).collect();
+        println!(
+            "{group}/{stack}: {} connections in {:.1} s ({:.0}/s; per tenth of the run: {}), \
+             {} failed connects, {} in TIME-WAIT at the end{note}",
+            self.completed,
+            self.seconds,
+            self.completed as f64 / self.seconds,
+            rates.join(" "),
+            self.failed,
+            self.time_wait
+        );
+        let json = format!(
+            "{{\"completed\": {}, \"seconds\": {:.3}, \"failed\": {}, \"time_wait\": {}, \"rates\": [{}]}}\n",
+            self.completed,
+            self.seconds,
+            self.failed,
+            self.time_wait,
+            rates.join(", ")
+        );
+        write_extra(group, stack, baseline, &json);
+    }
+}
+
+/// BENCHMARKS.md's W4 window: runs `w` for `seconds` of wall clock from
+/// now (`run_until` gets the end of each tenth of the window in turn) and
+/// returns the seconds it took and the connections per second completed in
+/// each tenth, so a rate that decays shows. Not criterion samples: a
+/// sample plan made in the warm-up of a rate that decays (smoltcp's linear
+/// scan, Linux's TIME-WAIT) measures whichever phase it happens to hit.
+pub fn fixed_window<W>(
+    w: &mut W,
+    seconds: f64,
+    completed: impl Fn(&W) -> u64,
+    mut run_until: impl FnMut(&mut W, std::time::Instant),
+) -> (f64, Vec<f64>) {
+    let start = std::time::Instant::now();
+    let tenth = std::time::Duration::from_secs_f64(seconds / 10.0);
+    let mut rates = Vec::with_capacity(10);
+    let mut last = (completed(w), start);
+    for i in 1..=10 {
+        run_until(w, start + tenth * i);
+        let now = std::time::Instant::now();
+        let dt = (now - last.1).as_secs_f64().max(1e-9);
+        rates.push((completed(w) - last.0) as f64 / dt);
+        last = (completed(w), now);
+    }
+    (start.elapsed().as_secs_f64(), rates)
+}
+
+/// Criterion's filter (the first free argument), for the runs criterion
+/// does not drive: `id` runs if it contains the filter.
+pub fn selected(id: &str) -> bool {
+    const WITH_VALUE: [&str; 10] = [
+        "--save-baseline",
+        "--baseline",
+        "--baseline-lenient",
+        "--load-baseline",
+        "--sample-size",
+        "--warm-up-time",
+        "--measurement-time",
+        "--nresamples",
+        "--noise-threshold",
+        "--confidence-level",
+    ];
+    let a: Vec<String> = std::env::args().collect();
+    let mut i = 1;
+    while i < a.len() {
+        if WITH_VALUE.contains(&a[i].as_str()) {
+            i += 2;
+            continue;
+        }
+        if !a[i].starts_with('-') {
+            return id.contains(a[i].as_str());
+        }
+        i += 1;
+    }
+    true
 }

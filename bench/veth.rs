@@ -60,7 +60,7 @@
 #[path = "results.rs"]
 mod results;
 
-use results::{baseline_name, measuring};
+use results::{baseline_name, fixed_window, measuring, selected, W4Window};
 use std::io::{ErrorKind, Read, Write};
 use std::net::{Ipv4Addr, SocketAddrV4, TcpListener, TcpStream};
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -818,27 +818,19 @@ impl ConnRate {
         *completed - start
     }
 
-    /// Connections until `deadline` (the fixed-duration run).
     /// Connections until `d` has passed; the rate of each tenth of the run
     /// is kept (flat or decaying).
     fn run_for(&mut self, d: Duration) {
-        let start = WallClock::now();
-        let deadline = start + d;
-        let step = d / 10;
-        let mut next = start + step;
-        let mut last = (self.completed, start);
-        while WallClock::now() < deadline {
-            self.run(u64::MAX / 2, next.min(deadline));
-            let now = WallClock::now();
-            if now >= next || now >= deadline {
-                let dt = (now - last.1).as_secs_f64();
-                self.rates
-                    .push((self.completed - last.0) as f64 / dt.max(1e-9));
-                last = (self.completed, now);
-                next += step;
-            }
-        }
-        self.secs = start.elapsed().as_secs_f64();
+        let (secs, rates) = fixed_window(
+            self,
+            d.as_secs_f64(),
+            |w| w.completed,
+            |w, deadline| {
+                w.run(u64::MAX / 2, deadline);
+            },
+        );
+        self.secs = secs;
+        self.rates = rates;
     }
 
     fn time_wait(&self) -> usize {
@@ -859,26 +851,19 @@ impl ConnRate {
     /// Prints the run's figures and writes them beside criterion's results
     /// (`<group>/<pairing>/extra-<baseline>.json`) when measuring.
     fn report(&self, group: &str, pairing: Pairing, baseline: &str) {
-        let secs = self.secs;
-        let tw = self.time_wait();
-        let rates: Vec<String> = self.rates.iter().map(|r| format!("{r:.0}")).collect();
-        println!(
-            "{group}/{}: {} connections in {secs:.1} s ({:.0}/s; per tenth of the run: {}), \
-             {} failed connects, {tw} in TIME-WAIT at the end; {}",
+        W4Window {
+            completed: self.completed,
+            seconds: self.secs,
+            failed: self.failed,
+            time_wait: self.time_wait(),
+            rates: self.rates.clone(),
+        }
+        .report(
+            group,
             pairing.id(),
-            self.completed,
-            self.completed as f64 / secs,
-            rates.join(" "),
-            self.failed,
-            self.summary()
+            baseline,
+            &format!("; {}", self.summary()),
         );
-        let json = format!(
-            "{{\"completed\": {}, \"seconds\": {secs:.3}, \"failed\": {}, \"time_wait\": {tw}, \"rates\": [{}]}}\n",
-            self.completed,
-            self.failed,
-            rates.join(", ")
-        );
-        write_extra(group, pairing, baseline, &json);
     }
 }
 
@@ -1047,45 +1032,11 @@ fn write_extra(group: &str, pairing: Pairing, baseline: &str, json: &str) {
     results::write_extra(group, pairing.id(), baseline, json);
 }
 
-fn args() -> Vec<String> {
-    std::env::args().collect()
-}
-
 /// Quick mode: `cargo bench -- --test`, and also `cargo test --benches`
 /// (`--all-targets`), which runs a bench without `--bench` (criterion's
 /// own test mode then): the W4 windows shrink too.
 fn test_mode() -> bool {
     !measuring()
-}
-
-/// Criterion's filter (the first free argument), for the runs criterion
-/// does not drive: `id` runs if it contains the filter.
-fn selected(id: &str) -> bool {
-    const WITH_VALUE: [&str; 10] = [
-        "--save-baseline",
-        "--baseline",
-        "--baseline-lenient",
-        "--load-baseline",
-        "--sample-size",
-        "--warm-up-time",
-        "--measurement-time",
-        "--nresamples",
-        "--noise-threshold",
-        "--confidence-level",
-    ];
-    let a = args();
-    let mut i = 1;
-    while i < a.len() {
-        if WITH_VALUE.contains(&a[i].as_str()) {
-            i += 2;
-            continue;
-        }
-        if !a[i].starts_with('-') {
-            return id.contains(a[i].as_str());
-        }
-        i += 1;
-    }
-    true
 }
 
 fn main() {

@@ -17,6 +17,9 @@
 //! NIC, and a 60 s TIME-WAIT lasts 60 s. (`insn_count` makes it virtual, see
 //! [`VIRTUAL_STEP_MICROS`], so instruction counts do not depend on speed.)
 
+// The bench and the example each use a different part of this module.
+#![allow(dead_code)]
+
 use std::collections::VecDeque;
 use std::net::SocketAddrV4;
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -389,6 +392,10 @@ impl<N: Net> ConnRate<N> {
         }
     }
 
+    pub fn completed(&self) -> u64 {
+        self.completed
+    }
+
     pub fn stats(&self) -> ConnStats {
         ConnStats {
             completed: self.completed,
@@ -397,14 +404,26 @@ impl<N: Net> ConnRate<N> {
         }
     }
 
-    /// Completes `connections` more connections.
+    /// Completes `connections` more connections (`examples/insn_count.rs`
+    /// counts instructions per connection; the pair bench runs a fixed
+    /// window instead).
     pub fn run(&mut self, connections: u64) {
         let target = self.completed + connections;
+        self.run_while(|completed| completed < target);
+    }
+
+    /// Runs until `deadline` (a fixed window), reading the clock once per
+    /// step.
+    pub fn run_until(&mut self, deadline: WallClock) {
+        self.run_while(|_| WallClock::now() < deadline);
+    }
+
+    fn run_while(&mut self, mut more: impl FnMut(u64) -> bool) {
         let message = [0x42u8; MESSAGE];
         let mut buf = [0u8; MESSAGE];
         let (slots, servers) = (&mut self.slots, &mut self.servers);
         let (completed, failed) = (&mut self.completed, &mut self.failed);
-        while *completed < target {
+        while more(*completed) {
             step(&mut self.net, |net, side| match side {
                 Side::Client => {
                     for slot in slots.iter_mut() {

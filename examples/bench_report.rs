@@ -9,8 +9,10 @@
 //! bytes or operations per iteration), for each baseline named (default
 //! `new`, the last run), and prints the median over the baselines. With
 //! `bench/pair.rs`'s `--save-baseline runN` runs that is a median of N runs.
-//! W4's failed connects and TIME-WAIT count come from the `extra-*.json`
-//! files the pair bench writes beside criterion's.
+//! W4 is not a criterion figure: the pair and kernel benches run it as a
+//! fixed 5 s window from a fresh pair (BENCHMARKS.md's definition) and
+//! write its connections, seconds, failed connects, TIME-WAIT count and
+//! per-tenth rates to `extra-*.json` beside criterion's results.
 //!
 //! A second table does the same for `bench/veth.rs` (groups `veth_*`):
 //! flowlane on AF_XDP at both ends of a veth, Linux at both ends, and a
@@ -129,6 +131,10 @@ fn main() {
     }
     let root = criterion_dir();
     let runs = |group: &str, stack: &str| -> Vec<f64> {
+        if group == "w4_connection_rate" {
+            // A fixed window, not criterion samples (`results::fixed_window`).
+            return window_rates(&extras(&root, group, stack, &baselines));
+        }
         baselines
             .iter()
             .filter_map(|b| figure(&root.join(group).join(stack).join(b)))
@@ -140,7 +146,7 @@ fn main() {
         .collect();
 
     println!(
-        "Medians of {} run(s) ({}), criterion median per run.\n",
+        "Medians of {} run(s) ({}), criterion median per run (W4: its fixed window).\n",
         baselines.len(),
         baselines.join(", ")
     );
@@ -189,32 +195,34 @@ fn main() {
         println!("{row}");
     }
 
-    println!("\nW4 at the end of each pair's run (median over runs):\n");
-    println!("| stack | connections | seconds | failed connects | TIME-WAIT at the end |");
-    println!("|---|---:|---:|---:|---:|");
+    println!("\nW4 windows, each from a fresh pair (median over runs):\n");
+    println!(
+        "| stack | connections | seconds | failed connects | TIME-WAIT at the end | first tenth, /s | last tenth, /s |"
+    );
+    println!("|---|---:|---:|---:|---:|---:|---:|");
     for stack in ["flowlane", "smoltcp", "linux"] {
-        let extras: Vec<Value> = baselines
-            .iter()
-            .filter_map(|b| {
-                read_json(
-                    &root
-                        .join("w4_connection_rate")
-                        .join(stack)
-                        .join(format!("extra-{b}.json")),
-                )
-            })
-            .collect();
+        let extras = extras(&root, "w4_connection_rate", stack, &baselines);
         if extras.is_empty() {
             continue;
         }
         let field = |k: &str| median(extras.iter().filter_map(|e| e[k].as_f64()).collect());
         let int = |k: &str| field(k).map_or("–".to_string(), |x| show(x, ""));
+        let tenth = |last: bool| {
+            let rates = extras.iter().filter_map(|e| {
+                let r = e["rates"].as_array()?;
+                let x = if last { r.last() } else { r.first() };
+                x?.as_f64()
+            });
+            median(rates.collect()).map_or("–".to_string(), |x| show(x, ""))
+        };
         println!(
-            "| {stack} | {} | {} | {} | {} |",
+            "| {stack} | {} | {} | {} | {} | {} | {} |",
             int("completed"),
             field("seconds").map_or("–".to_string(), |x| format!("{x:.1}")),
             int("failed"),
-            int("time_wait")
+            int("time_wait"),
+            tenth(false),
+            tenth(true)
         );
     }
 
@@ -267,7 +275,7 @@ const VETH_PAIRINGS: [(&str, &str); 3] = [
     ),
 ];
 
-/// The extra-*.json records of one veth W4 group and pairing.
+/// The extra-*.json records of one W4 group and stack or pairing.
 fn extras(root: &Path, group: &str, stack: &str, baselines: &[String]) -> Vec<Value> {
     baselines
         .iter()
@@ -275,13 +283,18 @@ fn extras(root: &Path, group: &str, stack: &str, baselines: &[String]) -> Vec<Va
         .collect()
 }
 
+/// Connections per second of each fixed W4 window.
+fn window_rates(extras: &[Value]) -> Vec<f64> {
+    extras
+        .iter()
+        .filter_map(|e| Some(e["completed"].as_f64()? / e["seconds"].as_f64()?))
+        .collect()
+}
+
 fn veth_table(root: &Path, baselines: &[String]) {
     let runs = |group: &str, stack: &str| -> Vec<f64> {
         if group.starts_with("veth_w4") {
-            extras(root, group, stack, baselines)
-                .iter()
-                .filter_map(|e| Some(e["completed"].as_f64()? / e["seconds"].as_f64()?))
-                .collect()
+            window_rates(&extras(root, group, stack, baselines))
         } else {
             baselines
                 .iter()
