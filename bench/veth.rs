@@ -746,10 +746,6 @@ struct ConnRate {
     to: SocketAddrV4,
     completed: u64,
     failed: u64,
-    /// Length of the run.
-    secs: f64,
-    /// Connections per second in each tenth of the run.
-    rates: Vec<f64>,
     server: Server,
     topo: Topo,
 }
@@ -779,8 +775,6 @@ impl ConnRate {
             to,
             completed: 0,
             failed: 0,
-            secs: 0.0,
-            rates: Vec::new(),
             server,
             topo,
         }
@@ -818,19 +812,24 @@ impl ConnRate {
         *completed - start
     }
 
-    /// Connections until `d` has passed; the rate of each tenth of the run
-    /// is kept (flat or decaying).
-    fn run_for(&mut self, d: Duration) {
-        let (secs, rates) = fixed_window(
+    /// Connections for `seconds`, with the rate of each tenth of the run
+    /// (flat or decaying) and the TIME-WAIT count at its end.
+    fn run_window(&mut self, seconds: f64) -> W4Window {
+        let (seconds, rates) = fixed_window(
             self,
-            d.as_secs_f64(),
+            seconds,
             |w| w.completed,
             |w, deadline| {
                 w.run(u64::MAX / 2, deadline);
             },
         );
-        self.secs = secs;
-        self.rates = rates;
+        W4Window {
+            completed: self.completed,
+            seconds,
+            failed: self.failed,
+            time_wait: self.time_wait(),
+            rates,
+        }
     }
 
     fn time_wait(&self) -> usize {
@@ -846,24 +845,6 @@ impl ConnRate {
             RateClient::Linux(_) => String::new(),
         };
         format!("{client}; {}; {}", self.server.summary(), self.topo.drops())
-    }
-
-    /// Prints the run's figures and writes them beside criterion's results
-    /// (`<group>/<pairing>/extra-<baseline>.json`) when measuring.
-    fn report(&self, group: &str, pairing: Pairing, baseline: &str) {
-        W4Window {
-            completed: self.completed,
-            seconds: self.secs,
-            failed: self.failed,
-            time_wait: self.time_wait(),
-            rates: self.rates.clone(),
-        }
-        .report(
-            group,
-            pairing.id(),
-            baseline,
-            &format!("; {}", self.summary()),
-        );
     }
 }
 
@@ -1093,9 +1074,11 @@ fn main() {
             if !selected(&format!("{name}/{}", pairing.id())) {
                 continue;
             }
+            // Printed, and written beside criterion's results
+            // (`<group>/<pairing>/extra-<baseline>.json`) when measuring.
             let mut w = ConnRate::new(pairing);
-            w.run_for(Duration::from_secs_f64(secs));
-            w.report(name, pairing, &baseline);
+            let window = w.run_window(secs);
+            window.report(name, pairing.id(), &baseline, &format!("; {}", w.summary()));
         }
     }
 

@@ -356,19 +356,11 @@ pub struct Link {
     /// Emptied buffers with their allocations, reused for frames.
     free: Vec<Vec<u8>>,
     next_seq: u64,
-    /// Per port: what its `transmit` accepted and refused (receive counts
-    /// come from the directions' `LinkStats`).
-    sent: Vec<PortSent>,
-}
-
-/// What one port's `transmit` was handed: frames accepted onto the wire
-/// (lost in transit included), their bytes, and frames refused (oversized
-/// or tail-dropped on every direction).
-#[derive(Clone, Copy, Debug, Default)]
-struct PortSent {
-    frames: u64,
-    bytes: u64,
-    refused: u64,
+    /// Per port, its device counters' transmit side: frames its `transmit`
+    /// accepted onto the wire (lost in transit included), their bytes, and
+    /// frames refused (oversized or tail-dropped on every direction). The
+    /// receive side comes from the directions' `LinkStats`.
+    sent: Vec<DeviceCounters>,
 }
 
 impl Link {
@@ -399,7 +391,7 @@ impl Link {
             dirs,
             free: Vec::new(),
             next_seq: 0,
-            sent: vec![PortSent::default(); n],
+            sent: vec![DeviceCounters::default(); n],
         }
     }
 
@@ -519,9 +511,9 @@ impl Link {
             bytes += if any { len } else { 0 };
         }
         let sent = &mut self.sent[from];
-        sent.frames += accepted as u64;
-        sent.bytes += bytes as u64;
-        sent.refused += (batch.len() - accepted) as u64;
+        sent.tx_frames += accepted as u64;
+        sent.tx_bytes += bytes as u64;
+        sent.tx_dropped += (batch.len() - accepted) as u64;
         batch.clear();
         accepted
     }
@@ -529,13 +521,7 @@ impl Link {
     /// Port `port`'s device counters: what its `transmit` accepted and
     /// refused, and what the directions into it delivered.
     fn port_counters(&self, port: usize) -> DeviceCounters {
-        let sent = self.sent[port];
-        let mut c = DeviceCounters {
-            tx_frames: sent.frames,
-            tx_bytes: sent.bytes,
-            tx_dropped: sent.refused,
-            ..DeviceCounters::default()
-        };
+        let mut c = self.sent[port];
         for from in (0..self.ports).filter(|&from| from != port) {
             let stats = &self.dirs[from * self.ports + port].stats;
             c.rx_frames += stats.delivered;

@@ -395,7 +395,7 @@ impl<S: Sink> Sink for Counting<'_, S> {
     ) -> usize {
         let sent = self.inner.emit_split(src, dst, repr, mss);
         self.out += sent as u64;
-        if sent < repr.payload.len().div_ceil(mss.max(1)).max(1) {
+        if sent < repr.split_count(mss) {
             self.refused += 1;
         }
         sent

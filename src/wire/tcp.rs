@@ -779,8 +779,8 @@ impl<'a> TcpRepr<'a> {
     /// last. A segment without payload comes out whole.
     pub fn split(&self, mss: usize) -> impl Iterator<Item = TcpRepr<'a>> {
         let whole = *self;
+        let count = whole.split_count(mss);
         let mss = mss.max(1);
-        let count = whole.payload.len().div_ceil(mss).max(1);
         let inner = TcpFlags(whole.flags.0 & !(TcpFlags::PSH.0 | TcpFlags::FIN.0));
         (0..count).map(move |i| {
             let at = (i * mss).min(whole.payload.len());
@@ -792,6 +792,11 @@ impl<'a> TcpRepr<'a> {
                 ..whole
             }
         })
+    }
+
+    /// How many segments [`split`](Self::split) cuts this one into.
+    pub fn split_count(&self, mss: usize) -> usize {
+        self.payload.len().div_ceil(mss.max(1)).max(1)
     }
 
     /// Writes the header and options, with the checksum field 0, into the
