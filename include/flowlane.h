@@ -133,7 +133,10 @@ typedef struct fl_stats {
     uint64_t dev_tx_kick_retries;
     // AF_XDP transmit kicks that failed or gave up with frames queued.
     uint64_t dev_tx_kick_errors;
-    uint64_t reserved[7];
+    // TCP segments that went through TCP coalesced with others of their
+    // receive burst (receive coalescing, as Linux's GRO).
+    uint64_t rx_coalesced;
+    uint64_t reserved[6];
 } fl_stats;
 
 #ifdef __cplusplus

@@ -7,18 +7,16 @@ mod framekit;
 use framekit as common;
 
 use core::net::{Ipv4Addr, SocketAddrV4};
-use std::collections::VecDeque;
 
 use common::{
     arp_frame, icmp_frame, internet_checksum, ipv4_frame, parse_tcp, pseudo_header, segment,
-    tcp_frame,
+    tcp_frame, QueueDevice as FakeDevice,
 };
 use flowlane::api::{Stack, StackConfig, State};
-use flowlane::phy::{Device, DeviceCapabilities, FrameBatch};
 use flowlane::time::{Duration, Instant};
 use flowlane::wire::{
-    self, ArpOperation, ArpRepr, EthernetAddress, Icmpv4Repr, IpProtocol, Ipv4Packet, TcpFlags,
-    TcpPacket,
+    self, ArpOperation, ArpRepr, EthernetAddress, EthernetFrame, Icmpv4Repr, IpProtocol,
+    Ipv4Packet, TcpFlags, TcpPacket,
 };
 
 const OUR_MAC: EthernetAddress = EthernetAddress([0x02, 0, 0, 0, 0, 0x02]);
@@ -27,34 +25,6 @@ const PEER_MAC: EthernetAddress = EthernetAddress([0x02, 0, 0, 0, 0, 0x01]);
 const PEER_IP: Ipv4Addr = Ipv4Addr::new(10, 77, 0, 1);
 const OTHER_MAC: EthernetAddress = EthernetAddress([0x02, 0, 0, 0, 0, 0x03]);
 const OTHER_IP: Ipv4Addr = Ipv4Addr::new(10, 77, 0, 3);
-
-/// Frames injected in, frames transmitted out.
-#[derive(Default)]
-struct FakeDevice {
-    rx: VecDeque<Vec<u8>>,
-    tx: Vec<Vec<u8>>,
-}
-
-impl Device for FakeDevice {
-    fn capabilities(&self) -> DeviceCapabilities {
-        DeviceCapabilities::default()
-    }
-    fn receive(&mut self, _now: Instant, batch: &mut FrameBatch, max: usize) -> usize {
-        let mut n = 0;
-        while n < max {
-            let Some(f) = self.rx.pop_front() else { break };
-            batch.push_copy(&f);
-            n += 1;
-        }
-        n
-    }
-    fn transmit(&mut self, _now: Instant, batch: &mut FrameBatch) -> usize {
-        let n = batch.len();
-        self.tx.extend(batch.iter().map(<[u8]>::to_vec));
-        batch.clear();
-        n
-    }
-}
 
 /// A stack, its fake device and a virtual clock.
 struct Host {
@@ -274,6 +244,53 @@ fn arp_from_a_known_sender_updates_its_entry_even_when_not_for_us() {
     ));
     assert!(out.is_empty());
     assert_eq!(h.stack.iface.neighbor(PEER_IP, h.now), Some(moved));
+}
+
+/// The destination MAC of every TCP frame in `out`, in order.
+fn tcp_dst_macs(out: &[(Instant, Vec<u8>)]) -> Vec<EthernetAddress> {
+    out.iter()
+        .filter_map(|(_, f)| parse_tcp(f).map(|(eth, _, _)| eth.dst_addr))
+        .collect()
+}
+
+#[test]
+fn a_new_mac_learnt_for_the_peer_is_used_by_the_very_next_segment() {
+    // The transmit path keeps the last next hop's entry: learning a new
+    // MAC must replace it, not leave segments going to the old one.
+    let mut h = Host::knowing_peer();
+    h.connect(PEER_IP, 80);
+    let first = h.run_until(Instant::ZERO);
+    assert_eq!(tcp_dst_macs(&first), vec![PEER_MAC], "the SYN");
+    let moved = EthernetAddress([0x02, 0, 0, 0, 0, 0x11]);
+    let out = h.feed(arp_bytes(
+        [0xff; 6], moved.0, 1, moved.0, PEER_IP, [0; 6], OUR_IP,
+    ));
+    assert_eq!(out.len(), 1, "the ARP reply");
+    let eth = EthernetFrame::new_unchecked(&out[0][..]);
+    assert_eq!(eth.dst_addr(), moved, "the ARP reply goes to the new MAC");
+    // The SYN's retransmission (RTO 1 s) goes to the new MAC.
+    let again = h.run_until(Instant::from_millis(1500));
+    assert_eq!(tcp_dst_macs(&again), vec![moved]);
+}
+
+#[test]
+fn an_expired_neighbour_is_asked_for_again_even_after_it_carried_segments() {
+    let mut h = Host::new();
+    h.stack
+        .iface
+        .add_neighbor(PEER_IP, PEER_MAC, Instant::from_millis(2000));
+    h.connect(PEER_IP, 80);
+    // The SYN at 0 and its retransmission at 1 s go to the known MAC.
+    let out = h.run_until(Instant::from_millis(1500));
+    assert_eq!(tcp_dst_macs(&out), vec![PEER_MAC, PEER_MAC]);
+    // The next one (3 s) finds the entry expired: an ARP request instead.
+    let out = h.run_until(Instant::from_millis(3500));
+    assert!(tcp_dst_macs(&out).is_empty(), "no segment to a stale MAC");
+    let request = arp_bytes([0xff; 6], OUR_MAC.0, 1, OUR_MAC.0, OUR_IP, [0; 6], PEER_IP);
+    assert_eq!(
+        out.iter().map(|(_, f)| f.clone()).collect::<Vec<_>>(),
+        vec![request]
+    );
 }
 
 #[test]

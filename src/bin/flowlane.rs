@@ -525,7 +525,7 @@ fn print_stats(start: StdInstant, stats: &[CoreStats], apps: &[AppCounters]) {
         "[{:7.1} s] frames rx {} tx {}, bytes rx {} tx {}; segments in {} out {}; \
          connections accepted {} active {} failed {}; requests {} (bad {}); \
          retransmits {} (timeouts {}); rst sent {}; resets {}; not for us {}; malformed {}; \
-         icmp echo replies {}; misdirected {}",
+         icmp echo replies {}; misdirected {}; coalesced {}",
         start.elapsed().as_secs_f64(),
         t.iface.rx_frames,
         t.iface.tx_frames,
@@ -546,6 +546,7 @@ fn print_stats(start: StdInstant, stats: &[CoreStats], apps: &[AppCounters]) {
         t.iface.drops_total(),
         t.iface.icmp_echo_replies,
         t.iface.misdirected,
+        t.iface.coalesced,
     );
     let _ = writeln!(out, "  device: {}", device_line(&t.device));
     let _ = writeln!(out, "  states: {}", states_line(&t.states));

@@ -1292,7 +1292,10 @@ pub struct fl_stats {
     pub dev_tx_kick_retries: u64,
     /// AF_XDP transmit kicks that failed or gave up with frames queued.
     pub dev_tx_kick_errors: u64,
-    pub reserved: [u64; 7],
+    /// TCP segments that went through TCP coalesced with others of their
+    /// receive burst (receive coalescing, as Linux's GRO).
+    pub rx_coalesced: u64,
+    pub reserved: [u64; 6],
 }
 
 /// `fl_stats` is ABI: 54 64-bit words. New counters take words from
@@ -1317,6 +1320,7 @@ fn add_core(t: &mut fl_stats, s: &CoreStats) {
     t.arp_replies_sent += i.arp_replies_sent;
     t.icmp_echo_replies += i.icmp_echo_replies;
     t.misdirected += i.misdirected;
+    t.rx_coalesced += i.coalesced;
     let c = &s.tcp;
     t.segments_in += c.segments_in;
     t.segments_out += c.segments_out;
@@ -1427,10 +1431,11 @@ mod stats_tests {
 
     #[test]
     fn add_core_sums_device_counters_into_their_fields() {
-        let s = CoreStats {
+        let mut s = CoreStats {
             device: DeviceCounters::numbered(),
             ..CoreStats::default()
         };
+        s.iface.coalesced = 5;
         let mut t = fl_stats::default();
         add_core(&mut t, &s);
         add_core(&mut t, &s);
@@ -1449,6 +1454,7 @@ mod stats_tests {
             ],
             [2, 4, 6, 8, 10, 12, 14, 16, 18]
         );
-        assert_eq!(t.reserved, [0; 7]);
+        assert_eq!(t.rx_coalesced, 10);
+        assert_eq!(t.reserved, [0; 6]);
     }
 }

@@ -12,7 +12,7 @@ use std::collections::{HashMap, VecDeque};
 
 use crate::phy::{Device, FrameBatch};
 use crate::shard::rss::Rss;
-use crate::tcp::{self, Endpoint, Sink};
+use crate::tcp::{self, Endpoint, SegmentRun, Sink};
 use crate::time::{Duration, Instant};
 use crate::wire::{
     self, ArpOperation, ArpPacket, ArpRepr, EtherType, EthernetAddress, EthernetFrame,
@@ -43,6 +43,11 @@ pub struct InterfaceConfig {
     pub rx_burst: usize,
     /// Frames built per poll before the connections are told to wait.
     pub tx_burst: usize,
+    /// Receive coalescing (Linux's GRO, `ethtool -K gro`): in-order data
+    /// segments of one connection that arrive in one receive burst go
+    /// through TCP together (see [`SegmentRun`]). On by default; what TCP
+    /// sends and delivers is the same either way.
+    pub coalesce: bool,
 }
 
 impl InterfaceConfig {
@@ -60,6 +65,7 @@ impl InterfaceConfig {
             verify_checksums: true,
             rx_burst: 64,
             tx_burst: 256,
+            coalesce: true,
         }
     }
 }
@@ -90,6 +96,9 @@ pub struct InterfaceCounters {
     pub no_route: u64,
     /// TCP frames that belong to another core, forwarded to it.
     pub misdirected: u64,
+    /// TCP segments that went through TCP coalesced with others of their
+    /// receive burst (see [`InterfaceConfig::coalesce`]).
+    pub coalesced: u64,
 }
 
 impl InterfaceCounters {
@@ -125,6 +134,12 @@ pub struct Interface {
     /// otherwise pay a hash lookup to refresh nothing).
     refreshed: Option<(Ipv4Addr, EthernetAddress)>,
     refresh_after: Instant,
+    /// The next hop last resolved for a frame out, with a copy of its
+    /// entry: a flow's every segment would otherwise pay a hash lookup. A
+    /// hit only while the copy is unexpired; every insert clears it (a new
+    /// MAC takes effect at once), and a refresh only extends the real
+    /// entry, which the lookup after the copy expires finds.
+    resolved: Option<(Ipv4Addr, Neighbor)>,
     /// Last ARP request per unresolved address.
     requested: HashMap<Ipv4Addr, Instant>,
     pending: VecDeque<Pending>,
@@ -160,6 +175,7 @@ impl Interface {
             neighbors: HashMap::with_hasher(ahash::RandomState::new()),
             refreshed: None,
             refresh_after: Instant::ZERO,
+            resolved: None,
             requested: HashMap::new(),
             pending: VecDeque::new(),
             counters: InterfaceCounters::default(),
@@ -192,7 +208,7 @@ impl Interface {
     /// another core forwarded here); replies go out on the next poll.
     pub fn inject(&mut self, now: Instant, frame: &[u8], tcp: &mut Endpoint) {
         self.injecting = true;
-        self.process_frame(now, frame, tcp);
+        self.process_frame(now, frame, tcp, None);
         self.injecting = false;
     }
     pub fn counters(&self) -> &InterfaceCounters {
@@ -207,6 +223,7 @@ impl Interface {
 
     /// Adds a static ARP entry (valid until `expires_at`).
     pub fn add_neighbor(&mut self, ip: Ipv4Addr, mac: EthernetAddress, expires_at: Instant) {
+        self.resolved = None;
         self.neighbors.insert(ip, Neighbor { mac, expires_at });
     }
 
@@ -215,6 +232,20 @@ impl Interface {
             .get(&ip)
             .filter(|n| n.expires_at > now)
             .map(|n| n.mac)
+    }
+
+    /// [`neighbor`](Self::neighbor) for a frame out: the last next hop's
+    /// entry is kept, so a flow's segments skip the hash lookup.
+    #[inline]
+    fn resolve_hop(&mut self, hop: Ipv4Addr, now: Instant) -> Option<EthernetAddress> {
+        if let Some((ip, n)) = self.resolved {
+            if ip == hop && n.expires_at > now {
+                return Some(n.mac);
+            }
+        }
+        let n = *self.neighbors.get(&hop).filter(|n| n.expires_at > now)?;
+        self.resolved = Some((hop, n));
+        Some(n.mac)
     }
 
     /// When the interface itself next needs time (ARP retries of pending
@@ -253,8 +284,18 @@ impl Interface {
         let mut rx = std::mem::take(&mut self.rx);
         rx.clear();
         let n = device.receive(now, &mut rx, self.config.rx_burst);
-        for frame in rx.iter() {
-            self.process_frame(now, frame, tcp);
+        if rx.len() > 1 && self.config.coalesce {
+            let mut run = SegmentRun::default();
+            for frame in rx.iter() {
+                self.process_frame(now, frame, tcp, Some(&mut run));
+            }
+            self.deliver_run(now, tcp, Some(&mut run));
+        } else {
+            // A lone frame (a request, a response, an ACK) has nothing to
+            // coalesce with.
+            for frame in rx.iter() {
+                self.process_frame(now, frame, tcp, None);
+            }
         }
         self.rx = rx;
         {
@@ -285,7 +326,30 @@ impl Interface {
         self.counters.drops[e.index()] += 1;
     }
 
-    fn process_frame(&mut self, now: Instant, frame: &[u8], tcp: &mut Endpoint) {
+    /// Hands the segments held in `run` to TCP, and empties it.
+    fn deliver_run(&mut self, now: Instant, tcp: &mut Endpoint, run: Option<&mut SegmentRun<'_>>) {
+        if let Some(run) = run.filter(|r| !r.is_empty()) {
+            if run.count() > 1 {
+                self.counters.coalesced += run.count() as u64;
+            }
+            let mut sink = TxSink { iface: self, now };
+            tcp.process_run(now, run, &mut sink);
+            run.clear();
+        }
+    }
+
+    /// One received frame. With a `run` (a burst of several frames), a TCP
+    /// segment that may coalesce with those before it joins the run
+    /// (delivered when a frame does not continue it, or after the burst);
+    /// anything else is handled after what the run holds, so TCP sees
+    /// every segment in arrival order.
+    fn process_frame<'a>(
+        &mut self,
+        now: Instant,
+        frame: &'a [u8],
+        tcp: &mut Endpoint,
+        mut run: Option<&mut SegmentRun<'a>>,
+    ) {
         self.counters.rx_frames += 1;
         self.counters.rx_bytes += frame.len() as u64;
         let eth = match EthernetFrame::new_checked(frame) {
@@ -309,9 +373,10 @@ impl Interface {
                         self.misdirected.push((core, frame.to_vec()));
                     }
                 }
+                self.deliver_run(now, tcp, run.as_deref_mut());
                 self.process_arp(now, eth.payload())
             }
-            EtherType::Ipv4 => self.process_ipv4(now, eth_repr, frame, eth.payload(), tcp),
+            EtherType::Ipv4 => self.process_ipv4(now, eth_repr, frame, eth.payload(), tcp, run),
             _ => self.counters.unsupported += 1,
         }
     }
@@ -374,6 +439,7 @@ impl Interface {
                 return;
             }
         }
+        self.resolved = None;
         self.neighbors.insert(
             ip,
             Neighbor {
@@ -411,13 +477,14 @@ impl Interface {
         });
     }
 
-    fn process_ipv4(
+    fn process_ipv4<'a>(
         &mut self,
         now: Instant,
         eth: EthernetRepr,
-        frame: &[u8],
-        payload: &[u8],
+        frame: &'a [u8],
+        payload: &'a [u8],
         tcp: &mut Endpoint,
+        run: Option<&mut SegmentRun<'a>>,
     ) {
         let packet = match Ipv4Packet::new_checked(payload) {
             Ok(p) => p,
@@ -485,10 +552,24 @@ impl Interface {
                         Ok(r) => r,
                         Err(e) => return self.drop_frame(e),
                     };
+                if let Some(run) = run {
+                    if run.push(src, ip.dst_addr, &repr) {
+                        return;
+                    }
+                    // Not part of the run: the run first, then this
+                    // segment, which may start the next one.
+                    self.deliver_run(now, tcp, Some(&mut *run));
+                    if run.push(src, ip.dst_addr, &repr) {
+                        return;
+                    }
+                }
                 let mut sink = TxSink { iface: self, now };
                 tcp.process(now, src, ip.dst_addr, &repr, &mut sink);
             }
-            IpProtocol::Icmp => self.process_icmp(now, src, body),
+            IpProtocol::Icmp => {
+                self.deliver_run(now, tcp, run);
+                self.process_icmp(now, src, body)
+            }
             _ => self.counters.unsupported += 1,
         }
     }
@@ -735,9 +816,8 @@ impl TxSink<'_> {
     #[inline]
     fn resolve(&mut self, dst: Ipv4Addr) -> Option<EthernetAddress> {
         let iface = &mut *self.iface;
-        iface
-            .next_hop(dst)
-            .and_then(|hop| iface.neighbor(hop, self.now))
+        let hop = iface.next_hop(dst)?;
+        iface.resolve_hop(hop, self.now)
     }
 
     /// One frame to `mac`: the headers are built in a buffer on the stack

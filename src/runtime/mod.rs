@@ -131,6 +131,8 @@ pub fn total(stats: &[CoreStats]) -> CoreStats {
         t.iface.tx_bytes += s.iface.tx_bytes;
         t.iface.not_for_us += s.iface.not_for_us;
         t.iface.icmp_echo_replies += s.iface.icmp_echo_replies;
+        t.iface.misdirected += s.iface.misdirected;
+        t.iface.coalesced += s.iface.coalesced;
         for (a, b) in t.iface.drops.iter_mut().zip(s.iface.drops.iter()) {
             *a += b;
         }

@@ -15,7 +15,7 @@ use super::congestion::{initial_window, Algorithm, CongestionControl, Controller
 use super::endpoint::FourTuple;
 use super::sack::Scoreboard;
 use super::timewait::TimeWaitRecord;
-use super::{Config, Sink, State};
+use super::{Config, SegmentRun, Sink, State};
 use crate::storage::{Assembler, BufferPool, RingBuffer};
 use crate::time::{Duration, Instant};
 use crate::wire::{SeqNumber, TcpFlags, TcpOptions, TcpRepr, TcpTimestamp};
@@ -1093,12 +1093,37 @@ impl Connection {
             State::Closed | State::Listen => {}
             State::SynSent => self.process_syn_sent(now, seg),
             State::Established => {
-                if !self.predicted(now, seg) {
+                if !self.predicted(now, seg, &[]) {
                     self.process_synchronized(now, seg)
                 }
             }
             _ => self.process_synchronized(now, seg),
         }
+        self.segment_done(now, sink);
+    }
+
+    /// The segments of `run` (in-order data of this connection that arrived
+    /// together) at once, if header prediction holds for all of them: the
+    /// same steps as [`process`](Self::process) on each in turn, run once.
+    /// Returns false, having changed nothing, if it does not: the caller
+    /// then processes each segment on its own.
+    pub fn process_run(
+        &mut self,
+        now: Instant,
+        run: &SegmentRun<'_>,
+        sink: &mut impl Sink,
+    ) -> bool {
+        if self.state != State::Established || !self.predicted(now, run.first(), run.rest()) {
+            return false;
+        }
+        self.counters.segs_in += run.count() as u64;
+        self.segment_done(now, sink);
+        true
+    }
+
+    /// What follows every segment, whatever its path.
+    #[inline(always)]
+    fn segment_done(&mut self, now: Instant, sink: &mut impl Sink) {
         if self.cfg.keepalive.is_some() {
             self.keepalive_probes = 0;
             self.arm_keepalive(now);
@@ -1122,11 +1147,17 @@ impl Connection {
     /// blocks, no loss recovery and nothing out of order runs the few steps
     /// of RFC 9293 §3.10.7.4 that apply to it, in the same order. Anything
     /// else returns false untouched and takes the full path.
-    #[inline]
-    fn predicted(&mut self, now: Instant, seg: &TcpRepr<'_>) -> bool {
+    ///
+    /// `rest` are the payloads of in-order segments that followed `seg`
+    /// with its ACK, window and options (a [`SegmentRun`]): the checks hold
+    /// for all of them when they hold for their total, and the steps run
+    /// once leave what running them on each in turn would.
+    #[inline(always)]
+    fn predicted(&mut self, now: Instant, seg: &TcpRepr<'_>, rest: &[&[u8]]) -> bool {
         let seq = seg.seq_number;
         let ack = seg.ack_number;
-        let len = seg.payload.len();
+        let last_len = rest.last().map_or(seg.payload.len(), |p| p.len());
+        let len = seg.payload.len() + rest.iter().map(|p| p.len()).sum::<usize>();
         if seg.flags.0 & !TcpFlags::PSH.0 != TcpFlags::ACK.0
             || seq != self.rcv_nxt
             || seg.options.sack_count != 0
@@ -1155,11 +1186,15 @@ impl Connection {
         if ack > self.snd_una {
             self.new_ack(now, seg, ack);
         }
-        // SND.WL1/SND.WL2 (the window itself is unchanged).
-        if self.snd_wl1 < seq || (self.snd_wl1 == seq && self.snd_wl2 <= ack) {
-            self.snd_wl1 = seq;
+        // SND.WL1/SND.WL2 (the window itself is unchanged), as the last
+        // segment leaves them.
+        let last_seq = seq + (len - last_len);
+        if self.snd_wl1 < last_seq || (self.snd_wl1 == last_seq && self.snd_wl2 <= ack) {
+            self.snd_wl1 = last_seq;
             self.snd_wl2 = ack;
         }
+        // The first segment covers Last.ACK.sent if any does; all carry
+        // the same TSval.
         if let (true, Some(ts)) = (self.ts_enabled, seg.options.timestamp) {
             if seq <= self.last_ack_sent {
                 self.ts_recent = ts.tsval;
@@ -1167,9 +1202,12 @@ impl Connection {
         }
         if len > 0 {
             self.accept_in_order(seg.payload);
+            for payload in rest {
+                self.accept_in_order(payload);
+            }
             self.delay_ack(now, len);
         }
-        self.counters.fast_path += 1;
+        self.counters.fast_path += 1 + rest.len() as u64;
         true
     }
 

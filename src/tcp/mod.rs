@@ -9,6 +9,7 @@ pub mod congestion;
 mod conn;
 mod endpoint;
 mod isn;
+mod run;
 pub mod sack;
 pub mod timewait;
 
@@ -22,6 +23,7 @@ pub use endpoint::{
     SocketOptions,
 };
 pub use isn::IsnGenerator;
+pub use run::{SegmentRun, RUN_MAX};
 
 use crate::time::Duration;
 use crate::wire::TcpRepr;

@@ -186,6 +186,37 @@ pub fn parse_tcp(frame: &[u8]) -> Option<(EthernetRepr, Ipv4Repr, TcpRepr<'_>)> 
     Some((eth_repr, ip_repr, tcp))
 }
 
+// ----- a device of queues ---------------------------------------------------
+
+/// Frames put in `rx` come out of `receive` (a burst: up to `max` at once);
+/// frames transmitted land in `tx`.
+#[derive(Default)]
+pub struct QueueDevice {
+    pub rx: VecDeque<Vec<u8>>,
+    pub tx: Vec<Vec<u8>>,
+}
+
+impl Device for QueueDevice {
+    fn capabilities(&self) -> DeviceCapabilities {
+        DeviceCapabilities::default()
+    }
+    fn receive(&mut self, _now: Instant, batch: &mut FrameBatch, max: usize) -> usize {
+        let mut n = 0;
+        while n < max {
+            let Some(f) = self.rx.pop_front() else { break };
+            batch.push_copy(&f);
+            n += 1;
+        }
+        n
+    }
+    fn transmit(&mut self, _now: Instant, batch: &mut FrameBatch) -> usize {
+        let n = batch.len();
+        self.tx.extend(batch.iter().map(<[u8]>::to_vec));
+        batch.clear();
+        n
+    }
+}
+
 // ----- sockets on a pair ----------------------------------------------------
 
 pub fn listen(stack: &mut Stack, port: u16, backlog: usize) -> SocketHandle {
