@@ -286,8 +286,10 @@ impl Interface {
         let n = device.receive(now, &mut rx, self.config.rx_burst);
         if rx.len() > 1 && self.config.coalesce {
             let mut run = SegmentRun::default();
-            for frame in rx.iter() {
-                self.process_frame(now, frame, tcp, Some(&mut run));
+            for i in 0..rx.len() {
+                let frame = rx.get(i);
+                let follows = i + 1 < rx.len() && same_flow(frame, rx.get(i + 1));
+                self.process_frame(now, frame, tcp, Some((&mut run, follows)));
             }
             self.deliver_run(now, tcp, Some(&mut run));
         } else {
@@ -339,16 +341,18 @@ impl Interface {
     }
 
     /// One received frame. With a `run` (a burst of several frames), a TCP
-    /// segment that may coalesce with those before it joins the run
-    /// (delivered when a frame does not continue it, or after the burst);
-    /// anything else is handled after what the run holds, so TCP sees
-    /// every segment in arrival order.
+    /// segment that continues the run joins it (delivered when a frame does
+    /// not continue it, or after the burst), and one that may coalesce
+    /// starts a new run if the next frame looks like the same flow
+    /// (`follows`: a hint, checked in full when that frame comes); anything
+    /// else is handled after what the run holds, so TCP sees every segment
+    /// in arrival order.
     fn process_frame<'a>(
         &mut self,
         now: Instant,
         frame: &'a [u8],
         tcp: &mut Endpoint,
-        mut run: Option<&mut SegmentRun<'a>>,
+        mut run: Option<(&mut SegmentRun<'a>, bool)>,
     ) {
         self.counters.rx_frames += 1;
         self.counters.rx_bytes += frame.len() as u64;
@@ -373,7 +377,7 @@ impl Interface {
                         self.misdirected.push((core, frame.to_vec()));
                     }
                 }
-                self.deliver_run(now, tcp, run.as_deref_mut());
+                self.deliver_run(now, tcp, run.as_mut().map(|(r, _)| &mut **r));
                 self.process_arp(now, eth.payload())
             }
             EtherType::Ipv4 => self.process_ipv4(now, eth_repr, frame, eth.payload(), tcp, run),
@@ -484,7 +488,7 @@ impl Interface {
         frame: &'a [u8],
         payload: &'a [u8],
         tcp: &mut Endpoint,
-        run: Option<&mut SegmentRun<'a>>,
+        run: Option<(&mut SegmentRun<'a>, bool)>,
     ) {
         let packet = match Ipv4Packet::new_checked(payload) {
             Ok(p) => p,
@@ -552,14 +556,14 @@ impl Interface {
                         Ok(r) => r,
                         Err(e) => return self.drop_frame(e),
                     };
-                if let Some(run) = run {
-                    if run.push(src, ip.dst_addr, &repr) {
+                if let Some((run, follows)) = run {
+                    if run.append(src, ip.dst_addr, &repr) {
                         return;
                     }
                     // Not part of the run: the run first, then this
                     // segment, which may start the next one.
                     self.deliver_run(now, tcp, Some(&mut *run));
-                    if run.push(src, ip.dst_addr, &repr) {
+                    if follows && run.start(src, ip.dst_addr, &repr) {
                         return;
                     }
                 }
@@ -567,7 +571,7 @@ impl Interface {
                 tcp.process(now, src, ip.dst_addr, &repr, &mut sink);
             }
             IpProtocol::Icmp => {
-                self.deliver_run(now, tcp, run);
+                self.deliver_run(now, tcp, run.map(|(r, _)| r));
                 self.process_icmp(now, src, body)
             }
             _ => self.counters.unsupported += 1,
@@ -869,6 +873,20 @@ impl TxSink<'_> {
         let sum = TcpRepr::checksum_split(src, dst, &headers[TCP_AT..], payload);
         TcpPacket::new_unchecked(&mut headers[TCP_AT..]).set_checksum(sum);
         self.iface.tx.push_parts(headers, payload);
+    }
+}
+
+/// Does `next` look like a frame of the same TCP flow as `frame` (the
+/// same IPv4 addresses and ports, assuming 20-byte IPv4 headers)? Only a
+/// hint that a run is worth starting: [`SegmentRun`] checks in full.
+#[inline]
+fn same_flow(frame: &[u8], next: &[u8]) -> bool {
+    // Ethernet 14 bytes, IPv4 source and destination at 12..20, then the
+    // TCP ports.
+    const FLOW: core::ops::Range<usize> = 26..38;
+    match (frame.get(FLOW), next.get(FLOW)) {
+        (Some(a), Some(b)) => a == b,
+        _ => false,
     }
 }
 

@@ -109,14 +109,37 @@ impl<'a> SegmentRun<'a> {
     /// neither (the caller delivers the run, then `seg`).
     #[inline]
     pub fn push(&mut self, src: Ipv4Addr, dst: Ipv4Addr, seg: &TcpRepr<'a>) -> bool {
+        if self.count == 0 {
+            self.start(src, dst, seg)
+        } else {
+            self.append(src, dst, seg)
+        }
+    }
+
+    /// Starts the run (which must be empty) with `seg`, if it may be
+    /// coalesced.
+    #[inline]
+    pub fn start(&mut self, src: Ipv4Addr, dst: Ipv4Addr, seg: &TcpRepr<'a>) -> bool {
+        debug_assert!(self.is_empty());
         if !coalescible(seg) {
             return false;
         }
-        if self.count == 0 {
-            self.src = src;
-            self.dst = dst;
-            self.first = *seg;
-        } else {
+        self.src = src;
+        self.dst = dst;
+        self.first = *seg;
+        self.count = 1;
+        self.end = seg.seq_number + seg.payload.len();
+        self.pushed = seg.flags.psh();
+        true
+    }
+
+    /// Appends `seg` if the run is not empty and `seg` continues it.
+    #[inline]
+    pub fn append(&mut self, src: Ipv4Addr, dst: Ipv4Addr, seg: &TcpRepr<'a>) -> bool {
+        if self.count == 0 || !coalescible(seg) {
+            return false;
+        }
+        {
             let f = &self.first;
             // Both coalescible: the timestamps are the only options either
             // can carry.
@@ -131,8 +154,8 @@ impl<'a> SegmentRun<'a> {
             {
                 return false;
             }
-            self.rest[self.count - 1] = seg.payload;
         }
+        self.rest[self.count - 1] = seg.payload;
         self.count += 1;
         self.end = seg.seq_number + seg.payload.len();
         self.pushed = seg.flags.psh();
