@@ -512,6 +512,31 @@ proptest! {
     }
 
     #[test]
+    fn a_tcp_checksum_from_the_fields_equals_the_one_over_the_bytes(
+        parts in tcp_parts(),
+        ts in proptest::option::of((any::<u32>(), any::<u32>())),
+        plain in any::<bool>(),
+        src in ipv4_addr(),
+        dst in ipv4_addr(),
+    ) {
+        let mut repr = parts.repr();
+        if plain {
+            // The headers the transmit path sums from their fields.
+            repr.options = TcpOptions {
+                timestamp: ts.map(|(tsval, tsecr)| TcpTimestamp { tsval, tsecr }),
+                ..TcpOptions::default()
+            };
+            prop_assert!(repr.header_sum().is_some());
+        }
+        let mut buf = vec![0u8; repr.buffer_len()];
+        repr.emit(&mut TcpPacket::new_unchecked(&mut buf[..]), src, dst, true);
+        let expected = TcpPacket::new_unchecked(&buf[..]).checksum();
+        let mut header = buf[..repr.header_len()].to_vec();
+        header[16..18].copy_from_slice(&[0, 0]);
+        prop_assert_eq!(repr.checksum_from_fields(src, dst, &header, repr.payload), expected);
+    }
+
+    #[test]
     fn whole_tcp_frame_round_trips(parts in tcp_parts(), src in ipv4_addr(), dst in ipv4_addr()) {
         let frame = tcp_frame(&parts, src, dst);
         let eth = EthernetFrame::new_checked(&frame[..]).unwrap();

@@ -790,7 +790,7 @@ impl Sink for TxSink<'_> {
                 tcp.set_flags(segment.flags);
                 tcp.set_checksum(0);
             }
-            self.finish(src, dst, &mut headers[..end], segment.payload);
+            self.finish(src, dst, &segment, &mut headers[..end]);
             sent += 1;
         }
         sent
@@ -841,7 +841,7 @@ impl TxSink<'_> {
         }
         let mut headers = [0u8; HEADERS_MAX];
         let end = self.write_headers(mac, src, dst, repr, &mut headers);
-        self.finish(src, dst, &mut headers[..end], repr.payload);
+        self.finish(src, dst, repr, &mut headers[..end]);
         true
     }
 
@@ -869,8 +869,9 @@ impl TxSink<'_> {
     /// Fills the TCP checksum of `headers` (with `payload` after them) and
     /// queues the frame.
     #[inline(always)]
-    fn finish(&mut self, src: Ipv4Addr, dst: Ipv4Addr, headers: &mut [u8], payload: &[u8]) {
-        let sum = TcpRepr::checksum_split(src, dst, &headers[TCP_AT..], payload);
+    fn finish(&mut self, src: Ipv4Addr, dst: Ipv4Addr, repr: &TcpRepr<'_>, headers: &mut [u8]) {
+        let payload = repr.payload;
+        let sum = repr.checksum_from_fields(src, dst, &headers[TCP_AT..], payload);
         TcpPacket::new_unchecked(&mut headers[TCP_AT..]).set_checksum(sum);
         self.iface.tx.push_parts(headers, payload);
     }

@@ -177,6 +177,20 @@ pub fn combine(sums: &[u16]) -> u16 {
     fold(sum)
 }
 
+/// Ones-complement sum of 32-bit big-endian words given as their values
+/// (headers summed from their fields, not read back from their bytes)
+/// followed by `data`, folded once. Not inverted.
+#[inline]
+pub fn words_then_data(words: &[u32], data: &[u8]) -> u16 {
+    // The words as the host-order words their big-endian bytes would be,
+    // to add to the host-order sum of `data`.
+    let words: u64 = words
+        .iter()
+        .map(|&w| u32::from_ne_bytes(w.to_be_bytes()) as u64)
+        .sum();
+    to_be(fold(add(words, sum_block(data))))
+}
+
 /// Ones-complement sum of the IPv4 pseudo header that TCP and UDP checksums
 /// cover (RFC 9293 §3.1, "Checksum"): source, destination, zero, protocol,
 /// and the transport length. Not inverted.
