@@ -289,6 +289,16 @@ mod tests {
         }
 
         #[test]
+        fn words_then_data_sums_as_their_bytes_then_the_data(
+            words in proptest::collection::vec(any::<u32>(), 0..12),
+            bytes in proptest::collection::vec(any::<u8>(), 0..400),
+        ) {
+            let mut all: Vec<u8> = words.iter().flat_map(|w| w.to_be_bytes()).collect();
+            all.extend_from_slice(&bytes);
+            prop_assert_eq!(words_then_data(&words, &bytes), naive(&all));
+        }
+
+        #[test]
         fn the_lanes_the_cpu_picked_sum_as_the_baseline_build(
             bytes in proptest::collection::vec(any::<u8>(), 0..4000),
         ) {
