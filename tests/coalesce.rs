@@ -139,17 +139,10 @@ impl Server {
 
     /// Polls at every deadline up to `until`; returns the frames sent.
     fn run_until(&mut self, until: Instant) -> Vec<Vec<u8>> {
-        let mut out = Vec::new();
-        loop {
-            out.extend(self.poll());
-            match self.stack.poll_at() {
-                Some(t) if t <= self.now => continue,
-                Some(t) if t <= until => self.now = t,
-                _ => break,
-            }
-        }
-        self.now = self.now.max(until);
-        out
+        framekit::poll_until(&mut self.stack, &mut self.dev, &mut self.now, until)
+            .into_iter()
+            .map(|(_, f)| f)
+            .collect()
     }
 
     /// Everything readable now.

@@ -69,19 +69,7 @@ impl Host {
 
     /// Polls at every deadline up to `until`; returns (time, frame) pairs.
     fn run_until(&mut self, until: Instant) -> Vec<(Instant, Vec<u8>)> {
-        let mut out = Vec::new();
-        loop {
-            for f in self.poll() {
-                out.push((self.now, f));
-            }
-            match self.stack.poll_at() {
-                Some(t) if t <= self.now => continue,
-                Some(t) if t <= until => self.now = t,
-                _ => break,
-            }
-        }
-        self.now = self.now.max(until);
-        out
+        common::poll_until(&mut self.stack, &mut self.dev, &mut self.now, until)
     }
 
     fn connect(&mut self, to: Ipv4Addr, port: u16) {

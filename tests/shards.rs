@@ -6,12 +6,13 @@
 
 #![allow(clippy::needless_range_loop)] // cores, queues and mailboxes are parallel arrays
 
+mod framekit;
+
 use core::net::{Ipv4Addr, SocketAddrV4};
-use std::collections::VecDeque;
 
 use flowlane::api::pair::{A_IP, A_MAC};
 use flowlane::api::{SocketError, SocketHandle, Stack, StackConfig, State};
-use flowlane::phy::{Device, DeviceCapabilities, FrameBatch, Link, LinkConfig};
+use flowlane::phy::{Device, FrameBatch, Link, LinkConfig};
 use flowlane::runtime::Mailbox;
 use flowlane::shard::rss::{Rss, MICROSOFT_KEY};
 use flowlane::time::{Duration, Instant};
@@ -23,36 +24,8 @@ const HOST_IP: Ipv4Addr = Ipv4Addr::new(10, 77, 0, 2);
 const HOST_MAC: EthernetAddress = EthernetAddress([0x02, 0, 0, 0, 0, 2]);
 const PORT: u16 = 80;
 
-/// One receive queue of the software NIC, plus the core's transmit side.
-#[derive(Default)]
-struct Queue {
-    rx: VecDeque<Vec<u8>>,
-    tx: Vec<Vec<u8>>,
-}
-
-impl Device for Queue {
-    fn capabilities(&self) -> DeviceCapabilities {
-        DeviceCapabilities {
-            mtu: 1500,
-            max_burst: 64,
-        }
-    }
-    fn receive(&mut self, _now: Instant, batch: &mut FrameBatch, max: usize) -> usize {
-        let mut n = 0;
-        while n < max {
-            let Some(f) = self.rx.pop_front() else { break };
-            batch.push_copy(&f);
-            n += 1;
-        }
-        n
-    }
-    fn transmit(&mut self, _now: Instant, batch: &mut FrameBatch) -> usize {
-        let n = batch.len();
-        self.tx.extend(batch.iter().map(|f| f.to_vec()));
-        batch.clear();
-        n
-    }
-}
+// One receive queue of the software NIC, plus the core's transmit side.
+use framekit::QueueDevice as Queue;
 
 /// The NIC's choice of queue: Toeplitz over the IPv4/TCP 4-tuple with the
 /// NIC's key; everything else to queue 0.

@@ -217,6 +217,28 @@ impl Device for QueueDevice {
     }
 }
 
+/// Polls `stack` on `dev` at every deadline up to `until`, moving `now`
+/// along; returns each frame sent with the time it went out.
+pub fn poll_until(
+    stack: &mut Stack,
+    dev: &mut QueueDevice,
+    now: &mut Instant,
+    until: Instant,
+) -> Vec<(Instant, Vec<u8>)> {
+    let mut out = Vec::new();
+    loop {
+        stack.poll(*now, dev);
+        out.extend(dev.tx.drain(..).map(|f| (*now, f)));
+        match stack.poll_at() {
+            Some(t) if t <= *now => continue,
+            Some(t) if t <= until => *now = t,
+            _ => break,
+        }
+    }
+    *now = (*now).max(until);
+    out
+}
+
 // ----- sockets on a pair ----------------------------------------------------
 
 pub fn listen(stack: &mut Stack, port: u16, backlog: usize) -> SocketHandle {
