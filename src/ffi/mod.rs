@@ -8,7 +8,7 @@
 //! `errno` on the calling thread).
 //!
 //! Rules every function here follows:
-//! - its body runs inside [`ffi_boundary!`], which catches panics (EIO)
+//! - its body runs inside `ffi_boundary!`, which catches panics (EIO)
 //!   and sets errno, so no unwind ever crosses into C;
 //! - NULL handles (`fl_config *`, `fl_runtime *`, `fl_ctx *`) are EINVAL,
 //!   NULL data pointers EFAULT, and handles that are not live (freed,

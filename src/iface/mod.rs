@@ -866,7 +866,8 @@ impl TxSink<'_> {
         TCP_AT + repr.emit_header(&mut headers[TCP_AT..])
     }
 
-    /// Fills the TCP checksum of `headers` (with `payload` after them) and
+    /// Fills the TCP checksum of `headers` (with `repr`'s payload after
+    /// them; the TCP header summed from `repr`'s fields where it can) and
     /// queues the frame.
     #[inline(always)]
     fn finish(&mut self, src: Ipv4Addr, dst: Ipv4Addr, repr: &TcpRepr<'_>, headers: &mut [u8]) {
