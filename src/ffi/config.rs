@@ -51,6 +51,8 @@ pub struct Settings {
     pub xdp: XdpOptions,
     pub stats_interval: Duration,
     pub verify_checksums: bool,
+    /// Receive coalescing (`InterfaceConfig::coalesce`, as GRO).
+    pub coalesce: bool,
 }
 
 impl Default for Settings {
@@ -70,6 +72,7 @@ impl Default for Settings {
             xdp: XdpOptions::default(),
             stats_interval: Duration::from_millis(10),
             verify_checksums: true,
+            coalesce: true,
         }
     }
 }
@@ -116,6 +119,7 @@ pub(crate) const KEYS: &[(&str, &str)] = &[
     ("xdp_busy_poll_us", "microseconds"),
     ("stats_interval_ms", "milliseconds"),
     ("verify_checksums", "bool"),
+    ("coalesce", "bool"),
 ];
 
 fn bad(key: &str, value: &str) -> String {
@@ -342,6 +346,7 @@ impl Settings {
                 .filter(|d| !d.is_zero())
                 .map(|d| self.stats_interval = d),
             "verify_checksums" => parse_bool(value).map(|b| self.verify_checksums = b),
+            "coalesce" => parse_bool(value).map(|b| self.coalesce = b),
             _ => return Err(format!("unknown key {key:?}")),
         };
         ok.ok_or_else(|| bad(key, value))
@@ -401,9 +406,11 @@ mod tests {
             ("port_range", "40000-40100"),
             ("idle", "backoff"),
             ("cpus", "0,1"),
+            ("coalesce", "off"),
         ] {
             s.set(k, v).unwrap_or_else(|e| panic!("{k}={v}: {e}"));
         }
+        assert!(!s.coalesce);
         assert_eq!(s.device, Some(DeviceKind::Tap));
         assert_eq!(s.ip, Some((Ipv4Addr::new(10, 77, 1, 2), 24)));
         assert_eq!(s.cores, 2);
@@ -435,6 +442,7 @@ mod tests {
             ("port_range", "5-1"),
             ("port_range", "0-10"),
             ("nodelay", "maybe"),
+            ("coalesce", "maybe"),
             ("mac", "01:00:00:00:00:01"),
             ("xdp_ring_size", "100"),
         ] {

@@ -234,6 +234,7 @@ pub extern "C" fn fl_config_new() -> *mut fl_config {
 /// | cpus | `none` or a list `0,2,...`: pin core i to cpus[i % n] |
 /// | xdp_attach, xdp_zero_copy, xdp_frames, xdp_ring_size, xdp_busy_poll_us | AF_XDP |
 /// | stats_interval_ms, verify_checksums | |
+/// | coalesce | receive coalescing of in-order segments, as GRO (default on) |
 ///
 /// Returns 0, or -1 with errno EINVAL for an unknown key or a bad value
 /// (the configuration is then unchanged; `fl_last_error` says why), EFAULT

@@ -137,6 +137,7 @@ impl FlRuntime {
         stack.iface.gateway = settings.gateway;
         stack.iface.mtu = stack.iface.mtu.min(mtu);
         stack.iface.verify_checksums = settings.verify_checksums;
+        stack.iface.coalesce = settings.coalesce;
         stack.endpoint = settings.endpoint.clone();
         stack.endpoint.isn_key = isn_key;
         stack.endpoint.hash_seed = hash_seed;

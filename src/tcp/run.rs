@@ -17,7 +17,8 @@ use crate::wire::{SeqNumber, TcpFlags, TcpOptions, TcpRepr};
 pub const RUN_MAX: usize = 8;
 
 /// Up to [`RUN_MAX`] segments that may be processed as one (see the module
-/// documentation). Empty until [`SegmentRun::push`] starts it.
+/// documentation). Empty until [`start`](Self::start) (or
+/// [`push`](Self::push)) starts it.
 pub struct SegmentRun<'a> {
     src: Ipv4Addr,
     dst: Ipv4Addr,
