@@ -17,8 +17,7 @@ use crate::wire::{SeqNumber, TcpFlags, TcpOptions, TcpRepr};
 pub const RUN_MAX: usize = 8;
 
 /// Up to [`RUN_MAX`] segments that may be processed as one (see the module
-/// documentation). Empty until [`start`](Self::start) (or
-/// [`push`](Self::push)) starts it.
+/// documentation). Empty until [`start`](Self::start) starts it.
 pub struct SegmentRun<'a> {
     src: Ipv4Addr,
     dst: Ipv4Addr,
@@ -105,18 +104,6 @@ impl<'a> SegmentRun<'a> {
         self.end - self.first.seq_number
     }
 
-    /// Adds `seg` (from `src` to `dst`) to the run: starts it if empty,
-    /// appends it if it continues the run. Returns false if it does
-    /// neither (the caller delivers the run, then `seg`).
-    #[inline]
-    pub fn push(&mut self, src: Ipv4Addr, dst: Ipv4Addr, seg: &TcpRepr<'a>) -> bool {
-        if self.count == 0 {
-            self.start(src, dst, seg)
-        } else {
-            self.append(src, dst, seg)
-        }
-    }
-
     /// Starts the run (which must be empty) with `seg`, if it may be
     /// coalesced.
     #[inline]
@@ -196,6 +183,18 @@ impl<'a> SegmentRun<'a> {
 mod tests {
     use super::*;
     use crate::wire::TcpTimestamp;
+
+    impl<'a> SegmentRun<'a> {
+        /// Starts the run if empty, else appends `seg` if it continues it
+        /// (what the interface does, without its same-flow hint).
+        fn push(&mut self, src: Ipv4Addr, dst: Ipv4Addr, seg: &TcpRepr<'a>) -> bool {
+            if self.is_empty() {
+                self.start(src, dst, seg)
+            } else {
+                self.append(src, dst, seg)
+            }
+        }
+    }
 
     const A: Ipv4Addr = Ipv4Addr::new(10, 77, 0, 1);
     const B: Ipv4Addr = Ipv4Addr::new(10, 77, 0, 2);

@@ -852,21 +852,11 @@ impl<'a> TcpRepr<'a> {
         fixed[field::URGENT].copy_from_slice(&self.urgent_pointer.to_be_bytes());
     }
 
-    /// The ones-complement sum of the header [`emit_header`](Self::emit_header)
-    /// writes (checksum field 0), from the field values, for a header with
-    /// no options or timestamps only (nearly every segment of a
-    /// connection); `None` for any other. Summing the bytes just written
-    /// would read them back at once, which the CPU serves late: its wide
-    /// loads cannot be forwarded from the narrow stores that wrote them.
-    #[inline]
-    pub fn header_sum(&self) -> Option<u16> {
-        self.header_words()
-            .map(|w| checksum::words_then_data(&w, &[]))
-    }
-
     /// The header [`emit_header`](Self::emit_header) writes, as 32-bit
-    /// big-endian words (checksum 0; the no-option header padded with zero
-    /// words), for the headers [`header_sum`](Self::header_sum) takes.
+    /// big-endian words from the field values (checksum 0; the no-option
+    /// header padded with zero words), for a header with no options or
+    /// timestamps only (nearly every segment of a connection); `None` for
+    /// any other.
     #[inline]
     fn header_words(&self) -> Option<[u32; 8]> {
         let (ts, len) = match self.options.timestamp_only() {
@@ -902,9 +892,12 @@ impl<'a> TcpRepr<'a> {
     }
 
     /// The checksum field's value for a segment with this header followed
-    /// by `payload`: the header summed from its fields when
-    /// [`header_sum`](Self::header_sum) can, else from `header` (as
+    /// by `payload`: the header summed from its fields when it has no
+    /// options or timestamps only, else from `header` (as
     /// [`emit_header`](Self::emit_header) wrote it, checksum 0).
+    /// Summing the bytes just written would read them back at once, which
+    /// the CPU serves late: its wide loads cannot be forwarded from the
+    /// narrow stores that wrote them.
     #[inline]
     pub fn checksum_from_fields(
         &self,
