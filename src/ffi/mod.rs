@@ -1138,9 +1138,10 @@ pub unsafe extern "C" fn fl_epoll_ctl(
 /// for inside a loop callback — the frames that would make a socket ready
 /// are received between callbacks. `timeout_ms` is accepted for source
 /// compatibility and every value behaves like 0; the loop is called again
-/// after the next poll of the device. A call looks at every socket in the
-/// set, unless nothing (no frame, no call, no millisecond) happened since
-/// the last call that found nothing. Errors: EINVAL (`maxevents` <= 0,
+/// after the next poll of the device. A call looks only at the sockets a
+/// segment, a timer or a call touched since the last call, and at
+/// level-triggered ones that were still ready (Linux's ready list), so its
+/// cost does not grow with idle registrations. Errors: EINVAL (`maxevents` <= 0,
 /// `epfd` not an epoll instance), EFAULT (NULL `events`), EBADF.
 ///
 /// # Safety

@@ -16,7 +16,7 @@
 //! turnover 32 times over.
 
 use core::net::SocketAddrV4;
-use std::collections::{HashMap, VecDeque};
+use std::collections::VecDeque;
 
 use libc::c_int;
 
@@ -83,8 +83,9 @@ struct Sock {
     /// TCP_KEEPIDLE/INTVL/CNT, kept while SO_KEEPALIVE is off.
     keepalive: Keepalive,
     reuse_port: bool,
-    /// Epoll instances (slots in `CoreState::epolls`) this socket is in.
-    epolls: Vec<u32>,
+    /// The epoll instances this socket is in: (instance, the index of its
+    /// registration in the instance's `regs`).
+    epolls: Vec<(u32, u32)>,
 }
 
 enum Obj {
@@ -108,21 +109,23 @@ struct Reg {
     last: u32,
     /// EPOLLONESHOT: reported once, silent until EPOLL_CTL_MOD.
     armed: bool,
+    /// In the instance's `check` list.
+    queued: bool,
 }
 
-/// What the stack looked like when a wait found nothing ready: until any
-/// of it changes, nothing can have become ready.
-type Snapshot = (u64, u64, u64, u64, u64, u64);
-
+/// An epoll instance: its registrations and, as Linux's ready list, the
+/// ones to look at on the next wait. A wait looks only at those, so it
+/// costs what is ready or changed, not what is registered: a server with
+/// ten thousand idle connections pays nothing for them.
 #[derive(Default)]
 struct Epoll {
     regs: Vec<Reg>,
-    /// Slot of a registered socket → its index in `regs`.
-    pos: HashMap<u32, usize>,
-    /// Where the next scan starts, so many ready sockets take turns when
-    /// `maxevents` is small (Linux moves reported ones to the back).
-    cursor: usize,
-    idle: Option<Snapshot>,
+    /// Indices in `regs` of the registrations to look at, in order: those whose socket
+    /// was touched since (by a segment, a timer or a call), and
+    /// level-triggered ones still ready, which go to the back once
+    /// reported so that many ready sockets take turns when `maxevents` is
+    /// small (as Linux does).
+    check: VecDeque<u32>,
 }
 
 /// One event for `epoll_wait`'s array.
@@ -139,8 +142,9 @@ pub struct CoreState {
     free: VecDeque<u32>,
     epolls: Vec<Option<Epoll>>,
     epolls_free: Vec<u32>,
-    /// Bumped by every call that may change readiness.
-    ops: u64,
+    /// The stack's socket index → the slot of its descriptor here (0:
+    /// none), to turn the stack's wake log into registrations to check.
+    by_index: Vec<u32>,
 }
 
 /// A core's descriptors together with its stack, for one call.
@@ -163,7 +167,7 @@ impl CoreState {
             free: VecDeque::new(),
             epolls: Vec::new(),
             epolls_free: Vec::new(),
-            ops: 0,
+            by_index: Vec::new(),
         }
     }
 
@@ -208,6 +212,51 @@ impl CoreState {
         };
         self.entries[slot as usize].obj = obj;
         Ok(slot)
+    }
+
+    /// A socket's descriptor, known by the stack's socket index.
+    fn alloc_sock(&mut self, sock: Sock) -> Res<u32> {
+        let index = sock.h.index() as usize;
+        let slot = self.alloc(Obj::Sock(sock))?;
+        if self.by_index.len() <= index {
+            self.by_index.resize(index + 1, 0);
+        }
+        self.by_index[index] = slot;
+        Ok(slot)
+    }
+
+    /// The socket at `slot` may have changed readiness: each of its
+    /// registrations is looked at on its instance's next wait.
+    fn mark(&mut self, slot: u32) {
+        let CoreState {
+            entries, epolls, ..
+        } = self;
+        let Some(Entry {
+            obj: Obj::Sock(s), ..
+        }) = entries.get(slot as usize)
+        else {
+            return;
+        };
+        for &(e, i) in &s.epolls {
+            if let Some(Some(ep)) = epolls.get_mut(e as usize) {
+                ep.mark(i as usize);
+            }
+        }
+    }
+
+    /// Takes registration `i` out of instance `e`; the registration moved
+    /// into its place learns its new index.
+    fn unregister(&mut self, e: u32, i: u32) {
+        let Some(Some(ep)) = self.epolls.get_mut(e as usize) else {
+            return;
+        };
+        if let Some(moved) = ep.remove(i as usize) {
+            if let Obj::Sock(s) = &mut self.entries[moved as usize].obj {
+                for r in s.epolls.iter_mut().filter(|r| r.0 == e) {
+                    r.1 = i;
+                }
+            }
+        }
     }
 
     fn release(&mut self, slot: u32) {
@@ -346,8 +395,30 @@ impl Core<'_> {
         self.st.sock(fd).map(drop)
     }
 
-    fn touched(&mut self) {
-        self.st.ops = self.st.ops.wrapping_add(1);
+    /// A call on `fd`: if it is a socket, whatever the call changes is
+    /// looked at on the next wait (the stack's wake log covers what the
+    /// stack changes; this covers what only this layer keeps, as local
+    /// shutdowns and held errors).
+    fn touched(&mut self, fd: c_int) {
+        if let Ok(slot) = self.st.slot(fd) {
+            self.st.mark(slot);
+        }
+    }
+
+    /// Turns the stack's wake log into registrations to look at.
+    fn collect_wakes(&mut self) {
+        let st = &mut *self.st;
+        self.stack.tcp.take_woken(|h| {
+            let slot = st.by_index.get(h.index() as usize).copied().unwrap_or(0);
+            if let Some(Entry {
+                obj: Obj::Sock(s), ..
+            }) = st.entries.get(slot as usize)
+            {
+                if slot != 0 && s.h == h {
+                    st.mark(slot);
+                }
+            }
+        });
     }
 
     /// After a call that may have consumed readiness (a read, a write, an
@@ -364,11 +435,9 @@ impl Core<'_> {
             return;
         }
         let now = readiness(self.stack, s);
-        for &e in &s.epolls {
+        for &(e, i) in &s.epolls {
             if let Some(Some(ep)) = epolls.get_mut(e as usize) {
-                if let Some(&i) = ep.pos.get(&slot) {
-                    ep.regs[i].last &= now;
-                }
+                ep.regs[i as usize].last &= now;
             }
         }
     }
@@ -376,7 +445,6 @@ impl Core<'_> {
     // ----- sockets ----------------------------------------------------------
 
     pub fn socket(&mut self, domain: c_int, ty: c_int, protocol: c_int) -> Res<c_int> {
-        self.touched();
         if domain != libc::AF_INET {
             return Err(libc::EAFNOSUPPORT);
         }
@@ -408,7 +476,7 @@ impl Core<'_> {
             reuse_port: false,
             epolls: Vec::new(),
         };
-        match self.st.alloc(Obj::Sock(sock)) {
+        match self.st.alloc_sock(sock) {
             Ok(slot) => Ok(self.st.fd_of(slot)),
             Err(e) => {
                 let _ = self.stack.tcp.close(h, self.now);
@@ -418,13 +486,13 @@ impl Core<'_> {
     }
 
     pub fn bind(&mut self, fd: c_int, addr: SocketAddrV4) -> Res<()> {
-        self.touched();
+        self.touched(fd);
         let h = self.st.handle(fd)?;
         self.stack.tcp.bind(h, addr).map_err(errno_of)
     }
 
     pub fn listen(&mut self, fd: c_int, backlog: c_int) -> Res<()> {
-        self.touched();
+        self.touched(fd);
         let (_, s) = self.st.sock(fd)?;
         if s.connection {
             return Err(libc::EINVAL);
@@ -440,7 +508,7 @@ impl Core<'_> {
     }
 
     pub fn accept(&mut self, fd: c_int) -> Res<(c_int, SocketAddrV4)> {
-        self.touched();
+        self.touched(fd);
         let (slot, s) = self.st.sock(fd)?;
         let (h, keepalive) = (s.h, s.keepalive);
         match self.stack.tcp.accept(h) {
@@ -457,7 +525,7 @@ impl Core<'_> {
                     reuse_port: false,
                     epolls: Vec::new(),
                 };
-                match self.st.alloc(Obj::Sock(sock)) {
+                match self.st.alloc_sock(sock) {
                     Ok(child_slot) => Ok((self.st.fd_of(child_slot), remote)),
                     Err(e) => {
                         let _ = self.stack.tcp.abort(child);
@@ -477,7 +545,7 @@ impl Core<'_> {
     /// Calling it again says how it went, as on BSD and Linux: EALREADY
     /// while the handshake runs, EISCONN once connected, or the error.
     pub fn connect(&mut self, fd: c_int, to: SocketAddrV4) -> Res<()> {
-        self.touched();
+        self.touched(fd);
         let (_, s) = self.st.sock(fd)?;
         let h = s.h;
         if s.connection {
@@ -519,7 +587,7 @@ impl Core<'_> {
     /// Queues as much of `bufs` as fits, in order. A reset connection is
     /// EPIPE (never a signal); the reset stays owed to recv and SO_ERROR.
     pub fn send_vectored(&mut self, fd: c_int, bufs: &[&[u8]]) -> Res<usize> {
-        self.touched();
+        self.touched(fd);
         let slot = self.st.slot(fd)?;
         let s = self.st.sock_mut(fd)?;
         match s.held {
@@ -554,8 +622,7 @@ impl Core<'_> {
             // send(fd, buf, 0): still reports a socket that cannot send.
             result = self.stack.tcp.send(h, &[]).map(drop);
         }
-        self.consumed(slot);
-        match result {
+        let r = match result {
             Ok(()) => Ok(total),
             Err(e) if total > 0 => {
                 // What was queued counts; an error found after it waits for
@@ -568,7 +635,11 @@ impl Core<'_> {
                 Err(libc::EPIPE)
             }
             Err(e) => Err(errno_of(e)),
-        }
+        };
+        // After the error is held: a reset that went from the connection
+        // to `held` never left EPOLLERR, so it is no new edge.
+        self.consumed(slot);
+        r
     }
 
     /// Keeps a connection's failure (reset, timeout, refusal) that a call
@@ -590,7 +661,7 @@ impl Core<'_> {
 
     /// Reads into `bufs` in order. `Ok(0)` is the end of the stream.
     pub fn recv_vectored(&mut self, fd: c_int, bufs: &mut [&mut [u8]], peek: bool) -> Res<usize> {
-        self.touched();
+        self.touched(fd);
         let slot = self.st.slot(fd)?;
         let s = self.st.sock_mut(fd)?;
         if let Some(e) = s.held.take() {
@@ -655,7 +726,7 @@ impl Core<'_> {
     }
 
     pub fn shutdown(&mut self, fd: c_int, how: c_int) -> Res<()> {
-        self.touched();
+        self.touched(fd);
         let how = match how {
             libc::SHUT_RD => Shutdown::Read,
             libc::SHUT_WR => Shutdown::Write,
@@ -675,16 +746,19 @@ impl Core<'_> {
     /// Closes a socket or an epoll instance; the descriptor is invalid at
     /// once (a second close is EBADF) and leaves every epoll set.
     pub fn close(&mut self, fd: c_int) -> Res<()> {
-        self.touched();
+        self.touched(fd);
         let slot = self.st.slot(fd)?;
         let obj = std::mem::replace(&mut self.st.entries[slot as usize].obj, Obj::Free);
         self.st.release(slot);
         match obj {
             Obj::Free => Err(libc::EBADF),
             Obj::Sock(s) => {
-                for e in &s.epolls {
-                    if let Some(Some(ep)) = self.st.epolls.get_mut(*e as usize) {
-                        ep.remove(slot);
+                for &(e, i) in &s.epolls {
+                    self.st.unregister(e, i);
+                }
+                if let Some(x) = self.st.by_index.get_mut(s.h.index() as usize) {
+                    if *x == slot {
+                        *x = 0;
                     }
                 }
                 self.stack.tcp.close(s.h, self.now).map_err(errno_of)
@@ -693,7 +767,7 @@ impl Core<'_> {
                 if let Some(ep) = self.st.epolls.get_mut(e as usize).and_then(Option::take) {
                     for r in &ep.regs {
                         if let Obj::Sock(s) = &mut self.st.entries[r.slot as usize].obj {
-                            s.epolls.retain(|&x| x != e);
+                            s.epolls.retain(|r| r.0 != e);
                         }
                     }
                 }
@@ -734,7 +808,7 @@ impl Core<'_> {
     // ----- options ------------------------------------------------------------
 
     pub fn setsockopt(&mut self, fd: c_int, level: c_int, name: c_int, val: &[u8]) -> Res<()> {
-        self.touched();
+        self.touched(fd);
         let h = self.st.handle(fd)?;
         let tcp = &mut self.stack.tcp;
         match (level, name) {
@@ -838,7 +912,7 @@ impl Core<'_> {
                 int(tcp.state(h).map_err(errno_of)? == State::Listen)
             }
             (libc::SOL_SOCKET, libc::SO_ERROR) => {
-                self.touched();
+                self.touched(fd);
                 let e = self.take_error(fd)?;
                 Ok(int_bytes(e.map_or(0, errno_of)))
             }
@@ -954,6 +1028,7 @@ impl Core<'_> {
         match self.st.alloc(Obj::Epoll(e)) {
             Ok(slot) => {
                 self.st.epolls[e as usize] = Some(Epoll::default());
+                self.stack.tcp.set_wake_log(true);
                 Ok(self.st.fd_of(slot))
             }
             Err(err) => {
@@ -973,7 +1048,6 @@ impl Core<'_> {
 
     /// `epoll_ctl`. `ev` is None for EPOLL_CTL_DEL.
     pub fn epoll_ctl(&mut self, epfd: c_int, op: c_int, fd: c_int, ev: Option<Event>) -> Res<()> {
-        self.touched();
         let e = self.epoll_index(epfd)?;
         let slot = self.st.slot(fd)?;
         if fd == epfd {
@@ -996,21 +1070,23 @@ impl Core<'_> {
             return Err(libc::EINVAL);
         };
         let ep = epolls[e as usize].as_mut().ok_or(libc::EBADF)?;
-        ep.idle = None;
-        let known = ep.pos.get(&slot).copied();
+        let known = s.epolls.iter().find(|r| r.0 == e).map(|r| r.1 as usize);
         match (op, known) {
             (libc::EPOLL_CTL_ADD, Some(_)) => Err(libc::EEXIST),
             (libc::EPOLL_CTL_ADD, None) => {
                 let ev = ev.ok_or(libc::EFAULT)?;
-                ep.pos.insert(slot, ep.regs.len());
+                let i = ep.regs.len();
                 ep.regs.push(Reg {
                     slot,
                     events: ev.events,
                     data: ev.data,
                     last: 0,
                     armed: true,
+                    queued: false,
                 });
-                s.epolls.push(e);
+                // Linux looks at a new registration at once.
+                ep.mark(i);
+                s.epolls.push((e, i as u32));
                 Ok(())
             }
             (libc::EPOLL_CTL_MOD, Some(i)) => {
@@ -1022,11 +1098,12 @@ impl Core<'_> {
                 // reported again (how EPOLLONESHOT is re-armed).
                 r.last = 0;
                 r.armed = true;
+                ep.mark(i);
                 Ok(())
             }
-            (libc::EPOLL_CTL_DEL, Some(_)) => {
-                ep.remove(slot);
-                s.epolls.retain(|&x| x != e);
+            (libc::EPOLL_CTL_DEL, Some(i)) => {
+                s.epolls.retain(|r| r.0 != e);
+                self.st.unregister(e, i as u32);
                 Ok(())
             }
             _ => Err(libc::ENOENT),
@@ -1036,56 +1113,42 @@ impl Core<'_> {
     /// `epoll_wait` without waiting: the ready registrations, at most
     /// `max`. Level-triggered registrations report what is ready;
     /// EPOLLET ones report bits that appeared since they were last looked
-    /// at (or were consumed by a read, write or accept).
+    /// at (or were consumed by a read, write or accept). Only the
+    /// registrations on the instance's check list are looked at: those
+    /// whose socket something touched since, and level-triggered ones that
+    /// were still ready.
     pub fn epoll_wait(&mut self, epfd: c_int, max: usize) -> Res<Vec<Event>> {
         let e = self.epoll_index(epfd)?;
         if max == 0 {
             return Err(libc::EINVAL);
         }
-        let ic = self.stack.iface.counters();
-        let tc = self.stack.tcp.counters();
-        let snapshot: Snapshot = (
-            ic.rx_frames,
-            ic.tx_frames,
-            tc.segments_in,
-            tc.segments_out,
-            self.st.ops,
-            self.now.total_millis(),
-        );
+        self.collect_wakes();
         let CoreState {
             entries, epolls, ..
         } = &mut *self.st;
         let ep = epolls[e as usize].as_mut().ok_or(libc::EBADF)?;
-        if ep.idle == Some(snapshot) || ep.regs.is_empty() {
-            return Ok(Vec::new());
-        }
-        let n = ep.regs.len();
-        let start = ep.cursor % n;
         let mut out = Vec::new();
-        let mut full = false;
-        for k in 0..n {
-            let i = (start + k) % n;
-            let r = &mut ep.regs[i];
-            if !r.armed {
-                continue;
-            }
+        // Level-triggered registrations still ready: the back of the line.
+        let mut again = Vec::new();
+        while out.len() < max {
+            let Some(i) = ep.check.pop_front() else {
+                break;
+            };
+            let r = &mut ep.regs[i as usize];
+            r.queued = false;
             let Obj::Sock(s) = &entries[r.slot as usize].obj else {
                 continue;
             };
+            if !r.armed {
+                continue;
+            }
             let now = readiness(self.stack, s);
             let wanted =
                 (r.events & (EPOLLIN | EPOLLOUT | EPOLLRDHUP | EPOLLPRI)) | EPOLLERR | EPOLLHUP;
-            let fire = if r.events & EPOLLET != 0 {
-                now & !r.last
-            } else {
-                now
-            } & wanted;
+            let edge = r.events & EPOLLET != 0;
+            let fire = if edge { now & !r.last } else { now } & wanted;
+            r.last = now;
             if fire != 0 {
-                if out.len() == max {
-                    full = true;
-                    ep.cursor = i;
-                    break;
-                }
                 out.push(Event {
                     events: fire,
                     data: r.data,
@@ -1094,24 +1157,42 @@ impl Core<'_> {
                     r.armed = false;
                 }
             }
-            r.last = now;
+            if !edge && r.armed && now & wanted != 0 {
+                r.queued = true;
+                again.push(i);
+            }
         }
-        if !full {
-            ep.cursor = start;
-        }
-        ep.idle = (out.is_empty() && !full).then_some(snapshot);
+        ep.check.extend(again);
         Ok(out)
     }
 }
 
 impl Epoll {
-    fn remove(&mut self, slot: u32) {
-        if let Some(i) = self.pos.remove(&slot) {
-            self.regs.swap_remove(i);
-            if let Some(moved) = self.regs.get(i) {
-                self.pos.insert(moved.slot, i);
+    /// Removes registration `i` (by swapping the last one into its place);
+    /// returns the slot of the socket whose registration moved, if one did.
+    fn remove(&mut self, i: usize) -> Option<u32> {
+        let last = self.regs.len() - 1;
+        if self.regs[i].queued {
+            self.check.retain(|&x| x as usize != i);
+        }
+        self.regs.swap_remove(i);
+        if i == last {
+            return None;
+        }
+        if self.regs[i].queued {
+            for x in self.check.iter_mut().filter(|x| **x as usize == last) {
+                *x = i as u32;
             }
         }
-        self.idle = None;
+        Some(self.regs[i].slot)
+    }
+
+    /// Queues registration `i` to be looked at on the next wait.
+    fn mark(&mut self, i: usize) {
+        let r = &mut self.regs[i];
+        if !r.queued {
+            r.queued = true;
+            self.check.push_back(i as u32);
+        }
     }
 }
