@@ -395,17 +395,14 @@ impl Core<'_> {
         self.st.sock(fd).map(drop)
     }
 
-    /// A call on `fd`: if it is a socket, whatever the call changes is
-    /// looked at on the next wait (the stack's wake log covers what the
-    /// stack changes; this covers what only this layer keeps, as local
-    /// shutdowns and held errors).
-    fn touched(&mut self, fd: c_int) {
-        if let Ok(slot) = self.st.slot(fd) {
-            self.st.mark(slot);
-        }
-    }
-
-    /// Turns the stack's wake log into registrations to look at.
+    /// Turns the stack's wake log into registrations to look at. The log
+    /// holds every socket that may have become more ready: the stack logs
+    /// whatever a segment, a timer, a dispatch or one of its calls touched,
+    /// and every call here that changes what this layer keeps beside a
+    /// socket (a shutdown, connect, listen) goes through such a stack call.
+    /// What a call takes away (data read, an error reported) needs no
+    /// look, as a look only adds events; edge-triggered registrations
+    /// forget it through [`consumed`](Self::consumed).
     fn collect_wakes(&mut self) {
         let st = &mut *self.st;
         self.stack.tcp.take_woken(|h| {
@@ -486,13 +483,11 @@ impl Core<'_> {
     }
 
     pub fn bind(&mut self, fd: c_int, addr: SocketAddrV4) -> Res<()> {
-        self.touched(fd);
         let h = self.st.handle(fd)?;
         self.stack.tcp.bind(h, addr).map_err(errno_of)
     }
 
     pub fn listen(&mut self, fd: c_int, backlog: c_int) -> Res<()> {
-        self.touched(fd);
         let (_, s) = self.st.sock(fd)?;
         if s.connection {
             return Err(libc::EINVAL);
@@ -508,10 +503,13 @@ impl Core<'_> {
     }
 
     pub fn accept(&mut self, fd: c_int) -> Res<(c_int, SocketAddrV4)> {
-        self.touched(fd);
         let (slot, s) = self.st.sock(fd)?;
         let (h, keepalive) = (s.h, s.keepalive);
-        match self.stack.tcp.accept(h) {
+        let accepted = self.stack.tcp.accept(h);
+        // The queue may be empty now: an edge-triggered registration
+        // forgets EPOLLIN, so the next connection is a new edge.
+        self.consumed(slot);
+        match accepted {
             Ok((child, remote)) => {
                 let opts = self.stack.tcp.options(child).map_err(errno_of)?;
                 let sock = Sock {
@@ -534,10 +532,7 @@ impl Core<'_> {
                     }
                 }
             }
-            Err(e) => {
-                self.consumed(slot);
-                Err(errno_of(e))
-            }
+            Err(e) => Err(errno_of(e)),
         }
     }
 
@@ -545,7 +540,6 @@ impl Core<'_> {
     /// Calling it again says how it went, as on BSD and Linux: EALREADY
     /// while the handshake runs, EISCONN once connected, or the error.
     pub fn connect(&mut self, fd: c_int, to: SocketAddrV4) -> Res<()> {
-        self.touched(fd);
         let (_, s) = self.st.sock(fd)?;
         let h = s.h;
         if s.connection {
@@ -587,13 +581,13 @@ impl Core<'_> {
     /// Queues as much of `bufs` as fits, in order. A reset connection is
     /// EPIPE (never a signal); the reset stays owed to recv and SO_ERROR.
     pub fn send_vectored(&mut self, fd: c_int, bufs: &[&[u8]]) -> Res<usize> {
-        self.touched(fd);
         let slot = self.st.slot(fd)?;
         let s = self.st.sock_mut(fd)?;
         match s.held {
             Some(SocketError::Reset) => return Err(libc::EPIPE),
             Some(e) => {
                 s.held = None;
+                self.consumed(slot);
                 return Err(errno_of(e));
             }
             None => {}
@@ -661,10 +655,10 @@ impl Core<'_> {
 
     /// Reads into `bufs` in order. `Ok(0)` is the end of the stream.
     pub fn recv_vectored(&mut self, fd: c_int, bufs: &mut [&mut [u8]], peek: bool) -> Res<usize> {
-        self.touched(fd);
         let slot = self.st.slot(fd)?;
         let s = self.st.sock_mut(fd)?;
         if let Some(e) = s.held.take() {
+            self.consumed(slot);
             return Err(errno_of(e));
         }
         let h = s.h;
@@ -726,7 +720,6 @@ impl Core<'_> {
     }
 
     pub fn shutdown(&mut self, fd: c_int, how: c_int) -> Res<()> {
-        self.touched(fd);
         let how = match how {
             libc::SHUT_RD => Shutdown::Read,
             libc::SHUT_WR => Shutdown::Write,
@@ -746,7 +739,6 @@ impl Core<'_> {
     /// Closes a socket or an epoll instance; the descriptor is invalid at
     /// once (a second close is EBADF) and leaves every epoll set.
     pub fn close(&mut self, fd: c_int) -> Res<()> {
-        self.touched(fd);
         let slot = self.st.slot(fd)?;
         let obj = std::mem::replace(&mut self.st.entries[slot as usize].obj, Obj::Free);
         self.st.release(slot);
@@ -808,7 +800,6 @@ impl Core<'_> {
     // ----- options ------------------------------------------------------------
 
     pub fn setsockopt(&mut self, fd: c_int, level: c_int, name: c_int, val: &[u8]) -> Res<()> {
-        self.touched(fd);
         let h = self.st.handle(fd)?;
         let tcp = &mut self.stack.tcp;
         match (level, name) {
@@ -912,7 +903,6 @@ impl Core<'_> {
                 int(tcp.state(h).map_err(errno_of)? == State::Listen)
             }
             (libc::SOL_SOCKET, libc::SO_ERROR) => {
-                self.touched(fd);
                 let e = self.take_error(fd)?;
                 Ok(int_bytes(e.map_or(0, errno_of)))
             }
@@ -1128,9 +1118,11 @@ impl Core<'_> {
         } = &mut *self.st;
         let ep = epolls[e as usize].as_mut().ok_or(libc::EBADF)?;
         let mut out = Vec::new();
-        // Level-triggered registrations still ready: the back of the line.
-        let mut again = Vec::new();
-        while out.len() < max {
+        // Each registration on the list once; level-triggered ones still
+        // ready go to the back of the line.
+        let mut left = ep.check.len();
+        while out.len() < max && left > 0 {
+            left -= 1;
             let Some(i) = ep.check.pop_front() else {
                 break;
             };
@@ -1159,10 +1151,9 @@ impl Core<'_> {
             }
             if !edge && r.armed && now & wanted != 0 {
                 r.queued = true;
-                again.push(i);
+                ep.check.push_back(i);
             }
         }
-        ep.check.extend(again);
         Ok(out)
     }
 }
