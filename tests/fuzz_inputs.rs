@@ -1,0 +1,165 @@
+//! The fuzz harnesses (`tests/fuzzkit`, `fuzz/`) on stable, in CI: seeded
+//! random inputs turned into ops by `arbitrary`, as libFuzzer would, and
+//! the inputs that once found a fault (`fuzz/regressions/<target>/`). A
+//! run of `cargo +nightly fuzz run frames` explores far more; these keep
+//! the harness itself working and the old findings fixed.
+
+mod framekit;
+mod fuzzkit;
+mod wirekit;
+
+use arbitrary::{Arbitrary, Unstructured};
+use flowlane::rand::Rng;
+use fuzzkit::{Op, Target};
+
+/// The ops libFuzzer's `fuzz_target!(|ops: Vec<Op>|)` makes of `bytes`.
+fn ops_from(bytes: &[u8]) -> Vec<Op> {
+    Vec::<Op>::arbitrary_take_rest(Unstructured::new(bytes)).unwrap_or_default()
+}
+
+/// The inputs kept in `fuzz/regressions/<target>/`, if any.
+fn regressions(target: &str) -> Vec<(String, Vec<u8>)> {
+    let dir = std::path::Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("fuzz/regressions")
+        .join(target);
+    let Ok(entries) = std::fs::read_dir(&dir) else {
+        return Vec::new();
+    };
+    let mut out: Vec<(String, Vec<u8>)> = entries
+        .filter_map(Result::ok)
+        .map(|e| {
+            let name = e.file_name().to_string_lossy().into_owned();
+            (name, std::fs::read(e.path()).unwrap())
+        })
+        .collect();
+    out.sort();
+    out
+}
+
+/// A random op, most of them segments of A's connection near B's window
+/// (what libFuzzer's coverage guidance finds its way to).
+fn random_op(rng: &mut Rng) -> Op {
+    let bytes = |rng: &mut Rng, n: u64| -> Vec<u8> {
+        let len = rng.gen_range(0, n) as usize;
+        (0..len).map(|_| rng.gen_range(0, 256) as u8).collect()
+    };
+    let small = |rng: &mut Rng| rng.gen_range(0, 3000) as i16 - 1000;
+    match rng.gen_range(0, 16) {
+        0..=8 => {
+            let target = match rng.gen_range(0, 8) {
+                0 => Target::Listener(rng.gen_range(0, 65536) as u16),
+                1 => Target::Closed(rng.gen_range(0, 65536) as u16),
+                _ => Target::Conn,
+            };
+            let mut options = [0u8; 40];
+            for b in options.iter_mut() {
+                *b = rng.gen_range(0, 256) as u8;
+            }
+            // Mostly the ordinary flags: ACK with PSH, FIN, RST or SYN.
+            let flags = if rng.gen_range(0, 4) == 0 {
+                rng.gen_range(0, 256) as u8
+            } else {
+                [0x10, 0x18, 0x11, 0x14, 0x04, 0x02, 0x12][rng.gen_range(0, 7) as usize]
+            };
+            Op::Segment {
+                target,
+                flags,
+                seq: small(rng),
+                ack: small(rng),
+                window: rng.gen_range(0, 65536) as u16,
+                options,
+                options_len: [0, 0, 12, rng.gen_range(0, 41) as u8][rng.gen_range(0, 4) as usize],
+                payload: [0, 1, 100, 1460][rng.gen_range(0, 4) as usize],
+                urgent: rng.gen_range(0, 65536) as u16,
+                bad_checksum: rng.gen_range(0, 16) == 0,
+            }
+        }
+        9 => Op::Ip {
+            protocol: [1, 6, 17, rng.gen_range(0, 256) as u8][rng.gen_range(0, 4) as usize],
+            body: bytes(rng, 80),
+        },
+        10 => Op::Arp {
+            request: rng.gen_range(0, 2) == 0,
+            sender_last: rng.gen_range(0, 4) as u8,
+            target_last: rng.gen_range(0, 4) as u8,
+            mac_last: rng.gen_range(0, 4) as u8,
+        },
+        11 => Op::Raw(bytes(rng, 120)),
+        12 => Op::Advance {
+            ms: [1, 40, 200, 1000, 30_000][rng.gen_range(0, 5) as usize],
+        },
+        13 => Op::Read {
+            len: rng.gen_range(0, 5000) as u16,
+        },
+        14 => Op::Write {
+            len: rng.gen_range(0, 5000) as u16,
+        },
+        _ => {
+            if rng.gen_range(0, 2) == 0 {
+                Op::Shutdown
+            } else {
+                Op::Close
+            }
+        }
+    }
+}
+
+#[test]
+fn random_op_sequences_keep_the_stack_sound() {
+    let mut rng = Rng::new(0x5eed_f022);
+    let mut sent = 0;
+    for _ in 0..256 {
+        let n = rng.gen_range(1, 120) as usize;
+        let input: Vec<Op> = (0..n).map(|_| random_op(&mut rng)).collect();
+        sent += fuzzkit::run(&input).sent;
+    }
+    println!("{sent} frames from B");
+    // B answered (ACKs, RSTs, data): the ops reached the stack.
+    assert!(sent > 5000, "{sent} frames");
+}
+
+#[test]
+fn segments_near_the_window_reach_the_connection() {
+    // A hand-made input: data in order, an old duplicate, a FIN, then the
+    // application reads and closes. B must answer each.
+    let seg = |seq: i16, flags: u8, payload: u16| Op::Segment {
+        target: Target::Conn,
+        flags,
+        seq,
+        ack: 0,
+        window: 65535,
+        options: [0; 40],
+        options_len: 0,
+        payload,
+        urgent: 0,
+        bad_checksum: false,
+    };
+    const ACK: u8 = 0x10;
+    const PSH: u8 = 0x08;
+    const FIN: u8 = 0x01;
+    let input = vec![
+        seg(0, ACK | PSH, 100),
+        seg(0, ACK | PSH, 100),
+        seg(100, ACK | FIN, 0),
+        Op::Read { len: 4096 },
+        Op::Close,
+        Op::Advance { ms: 1000 },
+    ];
+    let w = fuzzkit::run(&input);
+    assert!(w.sent >= 4, "{} frames", w.sent);
+}
+
+#[test]
+fn recorded_regressions_stay_fixed() {
+    for target in ["frames", "wire"] {
+        for (name, bytes) in regressions(target) {
+            println!("{target}/{name}");
+            match target {
+                "frames" => {
+                    fuzzkit::run(&ops_from(&bytes));
+                }
+                _ => fuzzkit::wire(&bytes),
+            }
+        }
+    }
+}
