@@ -1,8 +1,10 @@
 //! The fuzz harnesses (`tests/fuzzkit`, `fuzz/`) on stable, in CI: seeded
-//! random inputs turned into ops by `arbitrary`, as libFuzzer would, and
-//! the inputs that once found a fault (`fuzz/regressions/<target>/`). A
-//! run of `cargo +nightly fuzz run frames` explores far more; these keep
-//! the harness itself working and the old findings fixed.
+//! random op sequences; the seed corpus (`fuzz/seeds/<target>/`, what
+//! libFuzzer's coverage guidance found, minimized with `cargo fuzz cmin`),
+//! turned into ops by `arbitrary` as libFuzzer does; and any input that
+//! once found a fault (`fuzz/regressions/<target>/`). A run of
+//! `cargo +nightly fuzz run frames` explores far more; these keep the
+//! harnesses working and what they found covered.
 
 mod framekit;
 mod fuzzkit;
@@ -17,10 +19,11 @@ fn ops_from(bytes: &[u8]) -> Vec<Op> {
     Vec::<Op>::arbitrary_take_rest(Unstructured::new(bytes)).unwrap_or_default()
 }
 
-/// The inputs kept in `fuzz/regressions/<target>/`, if any.
-fn regressions(target: &str) -> Vec<(String, Vec<u8>)> {
+/// The inputs kept in `fuzz/<kind>/<target>/`, if any.
+fn inputs(kind: &str, target: &str) -> Vec<(String, Vec<u8>)> {
     let dir = std::path::Path::new(env!("CARGO_MANIFEST_DIR"))
-        .join("fuzz/regressions")
+        .join("fuzz")
+        .join(kind)
         .join(target);
     let Ok(entries) = std::fs::read_dir(&dir) else {
         return Vec::new();
@@ -150,16 +153,22 @@ fn segments_near_the_window_reach_the_connection() {
 }
 
 #[test]
-fn recorded_regressions_stay_fixed() {
+fn the_seed_corpus_and_recorded_regressions_pass() {
+    let mut frames_sent = 0;
     for target in ["frames", "wire"] {
-        for (name, bytes) in regressions(target) {
-            println!("{target}/{name}");
+        let seeds = inputs("seeds", target);
+        assert!(seeds.len() > 100, "fuzz/seeds/{target}: {}", seeds.len());
+        for (name, bytes) in seeds.iter().chain(&inputs("regressions", target)) {
+            // Shown if the run fails.
+            println!("{target}: {name}");
             match target {
                 "frames" => {
-                    fuzzkit::run(&ops_from(&bytes));
+                    let ops = ops_from(bytes);
+                    frames_sent += fuzzkit::run(&ops).sent;
                 }
-                _ => fuzzkit::wire(&bytes),
+                _ => fuzzkit::wire(bytes),
             }
         }
     }
+    assert!(frames_sent > 1000, "{frames_sent}");
 }
