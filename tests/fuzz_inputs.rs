@@ -46,12 +46,22 @@ fn random_op(rng: &mut Rng) -> Op {
         let len = rng.gen_range(0, n) as usize;
         (0..len).map(|_| rng.gen_range(0, 256) as u8).collect()
     };
-    let small = |rng: &mut Rng| rng.gen_range(0, 3000) as i16 - 1000;
-    match rng.gen_range(0, 16) {
+    // Half of the offsets exact (what a handshake or in-order data needs).
+    let small = |rng: &mut Rng| {
+        if rng.gen_range(0, 2) == 0 {
+            0
+        } else {
+            rng.gen_range(0, 3000) as i16 - 1000
+        }
+    };
+    let which = rng.gen_range(0, 8) as u8;
+    match rng.gen_range(0, 18) {
         0..=8 => {
-            let target = match rng.gen_range(0, 8) {
-                0 => Target::Listener(rng.gen_range(0, 65536) as u16),
-                1 => Target::Closed(rng.gen_range(0, 65536) as u16),
+            let target = match rng.gen_range(0, 10) {
+                // A few ports, so that handshakes can complete.
+                0 | 1 => Target::Listener(rng.gen_range(1000, 1004) as u16),
+                2 => Target::Closed(rng.gen_range(0, 65536) as u16),
+                3 | 4 => Target::Active(rng.gen_range(0, 4) as u8),
                 _ => Target::Conn,
             };
             let mut options = [0u8; 40];
@@ -92,16 +102,22 @@ fn random_op(rng: &mut Rng) -> Op {
             ms: [1, 40, 200, 1000, 30_000][rng.gen_range(0, 5) as usize],
         },
         13 => Op::Read {
+            which,
             len: rng.gen_range(0, 5000) as u16,
         },
         14 => Op::Write {
+            which,
             len: rng.gen_range(0, 5000) as u16,
         },
+        15 => Op::Connect {
+            port: rng.gen_range(2000, 2004) as u16,
+        },
+        16 => Op::Accept,
         _ => {
             if rng.gen_range(0, 2) == 0 {
-                Op::Shutdown
+                Op::Shutdown { which }
             } else {
-                Op::Close
+                Op::Close { which }
             }
         }
     }
@@ -110,12 +126,21 @@ fn random_op(rng: &mut Rng) -> Op {
 #[test]
 fn random_op_sequences_keep_the_stack_sound() {
     let mut rng = Rng::new(0x5eed_f022);
-    let mut sent = 0;
+    let (mut sent, mut accepted, mut opened) = (0, 0, 0);
     for _ in 0..256 {
         let n = rng.gen_range(1, 120) as usize;
         let input: Vec<Op> = (0..n).map(|_| random_op(&mut rng)).collect();
-        sent += fuzzkit::run(&input).sent;
+        let w = fuzzkit::run(&input);
+        sent += w.sent;
+        accepted += w.accepted;
+        opened += w.opened();
     }
+    println!("{accepted} accepted, {opened} opened");
+    // Handshakes completed on the listener, and B opened connections.
+    assert!(
+        accepted > 10 && opened > 10,
+        "{accepted} accepted, {opened} opened"
+    );
     println!("{sent} frames from B");
     // B answered (ACKs, RSTs, data): the ops reached the stack.
     assert!(sent > 5000, "{sent} frames");
@@ -144,12 +169,36 @@ fn segments_near_the_window_reach_the_connection() {
         seg(0, ACK | PSH, 100),
         seg(0, ACK | PSH, 100),
         seg(100, ACK | FIN, 0),
-        Op::Read { len: 4096 },
-        Op::Close,
+        Op::Read {
+            which: 0,
+            len: 4096,
+        },
+        Op::Close { which: 0 },
         Op::Advance { ms: 1000 },
     ];
     let w = fuzzkit::run(&input);
     assert!(w.sent >= 4, "{} frames", w.sent);
+}
+
+#[test]
+fn a_syn_then_an_ack_at_offset_zero_completes_a_handshake() {
+    let seg = |flags: u8| Op::Segment {
+        target: Target::Listener(1001),
+        flags,
+        seq: 0,
+        ack: 0,
+        window: 65535,
+        options: [0; 40],
+        options_len: 0,
+        payload: 0,
+        urgent: 0,
+        bad_checksum: false,
+    };
+    // SYN, then ACK (B's SYN-ACK is what the offsets now count from).
+    let w = fuzzkit::run(&[seg(0x02), seg(0x10), Op::Accept]);
+    assert_eq!(w.sockets(), 2, "the new connection was accepted");
+    let w = fuzzkit::run(&[seg(0x02), Op::Accept]);
+    assert_eq!(w.sockets(), 1, "no handshake without the ACK");
 }
 
 #[test]

@@ -4,13 +4,15 @@
 //!
 //! Stack B of a pair has a listener on port 80 and one established
 //! connection from A. Then A goes quiet and the fuzzer speaks for it: each
-//! [`Op`] is a frame put on B's wire (a TCP segment of A's connection, of
-//! another port or peer, any IPv4 payload, an ARP message, or raw bytes),
-//! time going by, or a call of B's application. Segments are built valid
-//! (checksums right unless the input says otherwise) with sequence and
-//! acknowledgement numbers as offsets from what B last said, so most land
-//! in or near the window and reach the state machine rather than the
-//! checksum check.
+//! [`Op`] is a frame put on B's wire (a TCP segment of A's connection, of a
+//! new connection to B's listener, of a connection B opened, of a closed
+//! port; any IPv4 payload, an ARP message, or raw bytes), time going by,
+//! or a call of B's application (connect, accept, read, write, shutdown,
+//! close). Segments are built valid (checksums right unless the input says
+//! otherwise) with sequence and acknowledgement numbers as offsets from
+//! what B last said on that flow, so most land in or near the window and
+//! reach the state machine rather than the checksum check: a SYN to the
+//! listener then an ACK at offset 0 completes a handshake.
 //!
 //! What must hold, whatever the input: no panic (in a fuzz build debug
 //! assertions are on, so arithmetic overflow counts), and every frame B
@@ -18,7 +20,8 @@
 //! their checksums right, within the MTU, to a unicast address.
 #![allow(dead_code)]
 
-use core::net::Ipv4Addr;
+use core::net::{Ipv4Addr, SocketAddrV4};
+use std::collections::HashMap;
 
 use arbitrary::Arbitrary;
 use flowlane::api::pair::{Pair, A_IP, A_MAC, B_IP, B_MAC};
@@ -39,10 +42,13 @@ use super::framekit::{
 pub enum Target {
     /// A's connection to B.
     Conn,
-    /// B's listener, from another port of A.
+    /// B's listener, from another port of A (a new connection, or one
+    /// made by earlier segments).
     Listener(u16),
     /// A port of B nobody listens on.
     Closed(u16),
+    /// One of the connections B opened ([`Op::Connect`]), from A's end.
+    Active(u8),
 }
 
 /// One step of the fuzzer's input.
@@ -82,39 +88,62 @@ pub enum Op {
     Advance {
         ms: u16,
     },
-    /// B's application reads up to `len` bytes.
+    /// B opens a connection to A's `port`.
+    Connect {
+        port: u16,
+    },
+    /// B accepts from its listener.
+    Accept,
+    /// B's application reads up to `len` bytes from one of its sockets
+    /// (`which`, modulo how many it has: the first connection, then those
+    /// accepted and opened).
     Read {
+        which: u8,
         len: u16,
     },
     /// B's application writes `len` bytes.
     Write {
+        which: u8,
         len: u16,
     },
-    Shutdown,
-    Close,
+    Shutdown {
+        which: u8,
+    },
+    Close {
+        which: u8,
+    },
 }
+
+/// Most sockets B's application holds at once.
+const SOCKETS_MAX: usize = 16;
 
 /// B, its device, and what the fuzzer knows of B's last words to A.
 pub struct World {
     b: Stack,
     dev: QueueDevice,
     now: Instant,
-    conn: SocketHandle,
-    /// A's port of the connection.
+    listener: SocketHandle,
+    /// B's application's sockets: the first connection, then those
+    /// accepted and opened.
+    socks: Vec<SocketHandle>,
+    /// A's port of the first connection.
     a_port: u16,
-    /// RCV.NXT as B last said it (its last ACK number to A).
-    b_acked: u32,
-    /// B's next sequence number as last seen (SND.NXT).
-    b_next: u32,
+    /// The connections B opened: (A's port, B's port).
+    active: Vec<(u16, u16)>,
+    /// Per flow (A's port, B's port): RCV.NXT as B last said it (its last
+    /// ACK number) and B's next sequence number (SND.NXT) as last seen.
+    said: HashMap<(u16, u16), (u32, u32)>,
     /// Frames B sent (a measure that the run did something).
     pub sent: usize,
+    /// Connections B's application accepted.
+    pub accepted: usize,
 }
 
 impl World {
     /// A pair with one established connection, then B on its own.
     pub fn new() -> World {
         let mut p = Pair::new(7);
-        let (c, s, _l) = connect(&mut p);
+        let (c, s, l) = connect(&mut p);
         // B speaks once so that its sequence numbers are known.
         p.b.tcp.send(s, b"hello").unwrap();
         p.run_for(Duration::from_millis(300));
@@ -125,16 +154,18 @@ impl World {
             b,
             dev: QueueDevice::default(),
             now,
-            conn: s,
+            listener: l,
+            socks: vec![s],
             a_port,
-            b_acked: 0,
-            b_next: 0,
+            active: Vec::new(),
+            said: HashMap::new(),
             sent: 0,
+            accepted: 0,
         };
         // B's keepalive or window probe is not due; a write makes it speak.
         w.b.tcp.send(s, b"!").unwrap();
         w.poll(0);
-        assert!(w.b_next != 0, "B spoke");
+        assert!(w.said.contains_key(&(a_port, PORT)), "B spoke");
         w
     }
 
@@ -168,14 +199,35 @@ impl World {
             return;
         }
         let (_, _, tcp) = parse_tcp(frame).expect("TCP header and checksum");
-        if ip_repr.dst_addr == A_IP && tcp.dst_port == self.a_port && tcp.src_port == PORT {
+        if ip_repr.dst_addr == A_IP {
+            let flow = (tcp.dst_port, tcp.src_port);
+            if tcp.flags.syn() && !tcp.flags.ack() && !self.active.contains(&flow) {
+                self.active.push(flow);
+            }
+            let said = self.said.entry(flow).or_insert((0, 0));
             if tcp.flags.ack() {
-                self.b_acked = tcp.ack_number.0;
+                said.0 = tcp.ack_number.0;
             }
             let len =
                 tcp.payload.len() as u32 + u32::from(tcp.flags.syn()) + u32::from(tcp.flags.fin());
-            self.b_next = tcp.seq_number.0.wrapping_add(len);
+            said.1 = tcp.seq_number.0.wrapping_add(len);
         }
+    }
+
+    /// How many sockets B's application holds (the first connection, then
+    /// those accepted and opened).
+    pub fn sockets(&self) -> usize {
+        self.socks.len()
+    }
+
+    /// The connections B opened that the fuzzer has seen a SYN of.
+    pub fn opened(&self) -> usize {
+        self.active.len()
+    }
+
+    /// B's socket `which` (modulo how many it has).
+    fn sock(&self, which: u8) -> SocketHandle {
+        self.socks[usize::from(which) % self.socks.len()]
     }
 
     fn put(&mut self, frame: Vec<u8>) {
@@ -201,9 +253,18 @@ impl World {
                     Target::Conn => (self.a_port, PORT),
                     Target::Listener(p) => (p | 1, PORT),
                     Target::Closed(p) => (p, if p == PORT { PORT + 1 } else { p }),
+                    Target::Active(n) if !self.active.is_empty() => {
+                        self.active[usize::from(n) % self.active.len()]
+                    }
+                    Target::Active(_) => (self.a_port, PORT),
                 };
-                let seq = self.b_acked.wrapping_add(*seq as u32);
-                let ack = self.b_next.wrapping_add(*ack as u32);
+                let (acked, next) = self
+                    .said
+                    .get(&(src_port, dst_port))
+                    .copied()
+                    .unwrap_or((0, 0));
+                let seq = acked.wrapping_add(*seq as u32);
+                let ack = next.wrapping_add(*ack as u32);
                 let frame = tcp_bytes(
                     src_port,
                     dst_port,
@@ -260,25 +321,46 @@ impl World {
                 self.put(bytes);
             }
             Op::Advance { ms } => self.poll(u64::from(*ms)),
-            Op::Read { len } => {
+            Op::Connect { port } => {
+                if self.socks.len() < SOCKETS_MAX {
+                    if let Ok(h) = self.b.tcp.socket() {
+                        let to = SocketAddrV4::new(A_IP, (*port).max(1));
+                        match self.b.tcp.connect(h, self.now, to) {
+                            Ok(()) => self.socks.push(h),
+                            Err(_) => {
+                                let _ = self.b.tcp.close(h, self.now);
+                            }
+                        }
+                    }
+                }
+                self.poll(0);
+            }
+            Op::Accept => {
+                if self.socks.len() < SOCKETS_MAX {
+                    if let Ok((h, _)) = self.b.tcp.accept(self.listener) {
+                        self.socks.push(h);
+                        self.accepted += 1;
+                    }
+                }
+                self.poll(0);
+            }
+            Op::Read { which, len } => {
                 let mut buf = vec![0u8; usize::from(*len)];
-                let _ = self.b.tcp.recv(self.conn, &mut buf);
+                let _ = self.b.tcp.recv(self.sock(*which), &mut buf);
                 self.poll(0);
             }
-            Op::Write { len } => {
+            Op::Write { which, len } => {
                 let data = vec![0x5a; usize::from(*len)];
-                let _ = self.b.tcp.send(self.conn, &data);
+                let _ = self.b.tcp.send(self.sock(*which), &data);
                 self.poll(0);
             }
-            Op::Shutdown => {
-                let _ = self
-                    .b
-                    .tcp
-                    .shutdown(self.conn, flowlane::api::Shutdown::Write);
+            Op::Shutdown { which } => {
+                let h = self.sock(*which);
+                let _ = self.b.tcp.shutdown(h, flowlane::api::Shutdown::Write);
                 self.poll(0);
             }
-            Op::Close => {
-                let _ = self.b.tcp.close(self.conn, self.now);
+            Op::Close { which } => {
+                let _ = self.b.tcp.close(self.sock(*which), self.now);
                 self.poll(0);
             }
         }
