@@ -644,3 +644,31 @@ fn a_registration_deleted_and_added_again_reports_once_per_wait() {
         assert_eq!(wait(c, ep), vec![(3, OUT | HUP)]);
     });
 }
+
+#[test]
+fn many_deletes_without_a_wait_lose_no_event_and_report_none_twice() {
+    let mut w = World::new(11);
+    let ep = w.a(|c| c.epoll_create().unwrap());
+    let (keep, churn) = w.a(|c| {
+        let keep = c.socket(libc::AF_INET, libc::SOCK_STREAM, 0).unwrap();
+        let churn = c.socket(libc::AF_INET, libc::SOCK_STREAM, 0).unwrap();
+        (keep, churn)
+    });
+    w.a(|c| {
+        c.epoll_ctl(ep, EPOLL_CTL_ADD, keep, ev(OUT, 1)).unwrap();
+        // Each ADD queues a look and each DEL leaves that entry stale:
+        // far more stale entries than registrations, with no wait between.
+        for i in 0..1000 {
+            c.epoll_ctl(ep, EPOLL_CTL_ADD, churn, ev(OUT, 100 + i)).unwrap();
+            c.epoll_ctl(ep, EPOLL_CTL_DEL, churn, None).unwrap();
+        }
+        c.epoll_ctl(ep, EPOLL_CTL_ADD, churn, ev(OUT, 7)).unwrap();
+        let mut got = wait(c, ep);
+        got.sort_unstable();
+        assert_eq!(got, vec![(1, OUT | HUP), (7, OUT | HUP)]);
+        // Level-triggered: both again, each once.
+        let mut got = wait(c, ep);
+        got.sort_unstable();
+        assert_eq!(got, vec![(1, OUT | HUP), (7, OUT | HUP)]);
+    });
+}

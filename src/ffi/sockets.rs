@@ -109,8 +109,10 @@ struct Reg {
     last: u32,
     /// EPOLLONESHOT: reported once, silent until EPOLL_CTL_MOD.
     armed: bool,
-    /// In the instance's `check` list.
+    /// In the instance's `check` list, under `ticket`.
     queued: bool,
+    /// The ticket of its latest entry in `check`; older entries are stale.
+    ticket: u32,
 }
 
 /// An epoll instance: its registrations and, as Linux's ready list, the
@@ -120,12 +122,16 @@ struct Reg {
 #[derive(Default)]
 struct Epoll {
     regs: Vec<Reg>,
-    /// Indices in `regs` of the registrations to look at, in order: those whose socket
-    /// was touched since (by a segment, a timer or a call), and
-    /// level-triggered ones still ready, which go to the back once
-    /// reported so that many ready sockets take turns when `maxevents` is
-    /// small (as Linux does).
-    check: VecDeque<u32>,
+    /// The registrations to look at, in order, as (index in `regs`,
+    /// ticket): those whose socket was touched since (by a segment, a timer
+    /// or a call), and level-triggered ones still ready, which go to the
+    /// back once reported so that many ready sockets take turns when
+    /// `maxevents` is small (as Linux does). An entry whose registration
+    /// was removed or moved since is stale (its ticket no longer matches)
+    /// and skipped, so removing a registration costs O(1), as on Linux.
+    check: VecDeque<(u32, u32)>,
+    /// The next ticket.
+    tickets: u32,
 }
 
 /// One event for `epoll_wait`'s array.
@@ -1073,6 +1079,7 @@ impl Core<'_> {
                     last: 0,
                     armed: true,
                     queued: false,
+                    ticket: 0,
                 });
                 // Linux looks at a new registration at once.
                 ep.mark(i);
@@ -1123,10 +1130,15 @@ impl Core<'_> {
         let mut left = ep.check.len();
         while out.len() < max && left > 0 {
             left -= 1;
-            let Some(i) = ep.check.pop_front() else {
+            let Some((i, ticket)) = ep.check.pop_front() else {
                 break;
             };
-            let r = &mut ep.regs[i as usize];
+            let Some(r) = ep.regs.get_mut(i as usize) else {
+                continue;
+            };
+            if !r.queued || r.ticket != ticket {
+                continue;
+            }
             r.queued = false;
             let Obj::Sock(s) = &entries[r.slot as usize].obj else {
                 continue;
@@ -1150,8 +1162,7 @@ impl Core<'_> {
                 }
             }
             if !edge && r.armed && now & wanted != 0 {
-                r.queued = true;
-                ep.check.push_back(i);
+                ep.mark(i as usize);
             }
         }
         Ok(out)
@@ -1161,19 +1172,14 @@ impl Core<'_> {
 impl Epoll {
     /// Removes registration `i` (by swapping the last one into its place);
     /// returns the slot of the socket whose registration moved, if one did.
+    /// Its entries in `check` go stale; the moved registration, if queued,
+    /// is queued again under its new index.
     fn remove(&mut self, i: usize) -> Option<u32> {
-        let last = self.regs.len() - 1;
-        if self.regs[i].queued {
-            self.check.retain(|&x| x as usize != i);
-        }
         self.regs.swap_remove(i);
-        if i == last {
-            return None;
-        }
-        if self.regs[i].queued {
-            for x in self.check.iter_mut().filter(|x| **x as usize == last) {
-                *x = i as u32;
-            }
+        let moved = self.regs.get_mut(i)?;
+        if moved.queued {
+            moved.queued = false;
+            self.mark(i);
         }
         Some(self.regs[i].slot)
     }
@@ -1182,8 +1188,20 @@ impl Epoll {
     fn mark(&mut self, i: usize) {
         let r = &mut self.regs[i];
         if !r.queued {
+            self.tickets = self.tickets.wrapping_add(1);
             r.queued = true;
-            self.check.push_back(i as u32);
+            r.ticket = self.tickets;
+            self.check.push_back((i as u32, self.tickets));
+            // Stale entries of removed registrations go when a wait passes
+            // them; without waits, drop them once they outnumber the live
+            // ones (amortised O(1) per entry).
+            if self.check.len() > 2 * self.regs.len() + 64 {
+                let regs = &self.regs;
+                self.check.retain(|&(i, t)| {
+                    regs.get(i as usize)
+                        .is_some_and(|r| r.queued && r.ticket == t)
+                });
+            }
         }
     }
 }
