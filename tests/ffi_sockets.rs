@@ -659,7 +659,8 @@ fn many_deletes_without_a_wait_lose_no_event_and_report_none_twice() {
         // Each ADD queues a look and each DEL leaves that entry stale:
         // far more stale entries than registrations, with no wait between.
         for i in 0..1000 {
-            c.epoll_ctl(ep, EPOLL_CTL_ADD, churn, ev(OUT, 100 + i)).unwrap();
+            c.epoll_ctl(ep, EPOLL_CTL_ADD, churn, ev(OUT, 100 + i))
+                .unwrap();
             c.epoll_ctl(ep, EPOLL_CTL_DEL, churn, None).unwrap();
         }
         c.epoll_ctl(ep, EPOLL_CTL_ADD, churn, ev(OUT, 7)).unwrap();
