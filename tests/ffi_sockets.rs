@@ -673,3 +673,30 @@ fn many_deletes_without_a_wait_lose_no_event_and_report_none_twice() {
         assert_eq!(got, vec![(1, OUT | HUP), (7, OUT | HUP)]);
     });
 }
+
+#[test]
+fn a_wait_after_most_ready_sockets_closed_reports_each_survivor_once() {
+    let mut w = World::new(12);
+    let ep = w.a(|c| c.epoll_create().unwrap());
+    let fds: Vec<i32> = (0..100)
+        .map(|i| {
+            w.a(|c| {
+                let fd = c.socket(libc::AF_INET, libc::SOCK_STREAM, 0).unwrap();
+                c.epoll_ctl(ep, EPOLL_CTL_ADD, fd, ev(OUT, i)).unwrap();
+                fd
+            })
+        })
+        .collect();
+    w.a(|c| {
+        // All ready and level-triggered: all stay on the list.
+        assert_eq!(wait(c, ep).len(), 64);
+        for &fd in &fds[5..] {
+            c.close(fd).unwrap();
+        }
+        // Far more stale entries than live registrations now.
+        let mut got = wait(c, ep);
+        got.sort_unstable();
+        let want: Vec<(u64, u32)> = (0..5).map(|i| (i, OUT | HUP)).collect();
+        assert_eq!(got, want);
+    });
+}

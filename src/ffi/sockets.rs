@@ -1024,7 +1024,7 @@ impl Core<'_> {
         match self.st.alloc(Obj::Epoll(e)) {
             Ok(slot) => {
                 self.st.epolls[e as usize] = Some(Epoll::default());
-                self.stack.tcp.set_wake_log(true);
+                self.stack.tcp.enable_wake_log();
                 Ok(self.st.fd_of(slot))
             }
             Err(err) => {
@@ -1176,12 +1176,28 @@ impl Epoll {
     /// is queued again under its new index.
     fn remove(&mut self, i: usize) -> Option<u32> {
         self.regs.swap_remove(i);
-        let moved = self.regs.get_mut(i)?;
-        if moved.queued {
-            moved.queued = false;
-            self.mark(i);
+        let moved = match self.regs.get_mut(i) {
+            Some(r) => {
+                if r.queued {
+                    r.queued = false;
+                    self.mark(i);
+                }
+                Some(self.regs[i].slot)
+            }
+            None => None,
+        };
+        // Stale entries go when a wait passes them; without waits, drop
+        // them once they outnumber the live ones (amortised O(1) per
+        // entry). Only here, where they are made: never during a wait,
+        // whose count of entries to look at this would upset.
+        if self.check.len() > 2 * self.regs.len() + 64 {
+            let regs = &self.regs;
+            self.check.retain(|&(i, t)| {
+                regs.get(i as usize)
+                    .is_some_and(|r| r.queued && r.ticket == t)
+            });
         }
-        Some(self.regs[i].slot)
+        moved
     }
 
     /// Queues registration `i` to be looked at on the next wait.
@@ -1192,16 +1208,6 @@ impl Epoll {
             r.queued = true;
             r.ticket = self.tickets;
             self.check.push_back((i as u32, self.tickets));
-            // Stale entries of removed registrations go when a wait passes
-            // them; without waits, drop them once they outnumber the live
-            // ones (amortised O(1) per entry).
-            if self.check.len() > 2 * self.regs.len() + 64 {
-                let regs = &self.regs;
-                self.check.retain(|&(i, t)| {
-                    regs.get(i as usize)
-                        .is_some_and(|r| r.queued && r.ticket == t)
-                });
-            }
         }
     }
 }

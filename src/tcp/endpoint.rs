@@ -257,7 +257,7 @@ struct Socket {
     timer: Option<(TimerId, Instant)>,
     /// State counted in the per-state statistics.
     counted: Option<State>,
-    /// In the wake log (see [`Endpoint::set_wake_log`]).
+    /// In the wake log (see [`Endpoint::enable_wake_log`]).
     woken: bool,
 }
 
@@ -473,16 +473,10 @@ impl Endpoint {
     /// [`take_woken`](Self::take_woken) and looks at those sockets only,
     /// as Linux's ready list does, instead of at every registered one.
     /// A socket is in the log at most once, so the log is bounded by the
-    /// sockets open. Off by default (the Rust API has no epoll).
-    pub fn set_wake_log(&mut self, on: bool) {
-        self.wake_logging = on;
-        if !on {
-            for index in std::mem::take(&mut self.wake_log) {
-                if let Some(s) = self.slots[index as usize].socket.as_mut() {
-                    s.woken = false;
-                }
-            }
-        }
+    /// sockets open. Off until this is called (the Rust API has no epoll);
+    /// once on, it stays on.
+    pub fn enable_wake_log(&mut self) {
+        self.wake_logging = true;
     }
 
     /// Hands each socket of the wake log to `f` once and empties it. A
