@@ -55,7 +55,7 @@ pub enum Target {
 #[derive(Arbitrary, Debug, Clone)]
 pub enum Op {
     /// A TCP segment to B. `seq` and `ack` are offsets from what B last
-    /// acknowledged and last sent; the first `options_len` (up to 40,
+    /// acknowledged and last sent on that flow; the first `options_len` (up to 40,
     /// padded with zeros to a multiple of 4) of `options` are the raw
     /// option bytes; `payload` bytes of data.
     Segment {
@@ -178,8 +178,8 @@ impl World {
         }
     }
 
-    /// A frame B sent: well formed, and what B said to A's connection
-    /// becomes the base of the next segments.
+    /// A frame B sent: well formed, and what B said on each flow to A
+    /// becomes the base of the next segments of that flow.
     fn check(&mut self, frame: &[u8]) {
         self.sent += 1;
         assert!(frame.len() <= 1514, "frame of {} bytes", frame.len());
