@@ -45,3 +45,47 @@ for spec in "w2:$w2_n:W2 round trip" "w4:$w4_n:W4 connection"; do
     ratio=$(awk -v a="$fl" -v b="$sm" 'BEGIN { printf "%.2f", a / b }')
     printf '| %s | %s | %s | %s | %s |\n' "$label" "$n" "$fl" "$sm" "$ratio"
 done
+
+# Where a W2 round trip's instructions go, by layer, both stacks: each
+# function's own instructions (inlined code counted where its source
+# lives; code from the Rust standard library counted with the function it
+# was inlined into), (I(2N) - I(N)) / N per layer. smoltcp's device is the
+# harness's cable (bench/workloads.rs), flowlane's the library's Link.
+layer_costs() {
+    callgrind_annotate --auto=no --threshold=100 --show-percs=no "$1" 2>/dev/null |
+        awk -v sign="$2" '
+        function layer(s) {
+            if (s ~ /memmove|memcpy|memset|string\/\.\.\//) return "libc memcpy"
+            if (s ~ /src\/wire\/|flowlane::wire::|smoltcp::wire::/) return "wire: parse, emit, checksums"
+            if (s ~ /src\/(tcp|timer|socket)\/|flowlane::tcp::|flowlane::timer::|smoltcp::socket::/) return "TCP: sockets, state machine, timers"
+            if (s ~ /src\/storage\/|flowlane::storage::|smoltcp::storage::/) return "buffers"
+            if (s ~ /src\/phy\/link\.rs|flowlane::phy::link::|Cable/) return "device (in-memory link)"
+            if (s ~ /src\/(iface|phy)\/|flowlane::iface::|flowlane::phy::|smoltcp::iface::|smoltcp::phy::/) return "interface: demux to sockets, frames to device"
+            return "harness (echo application, poll loop)"
+        }
+        $1 ~ /^[0-9,]+$/ && NF >= 2 {
+            n = $1; gsub(",", "", n)
+            rest = $0; sub(/^ *[0-9,]+ +/, "", rest); sub(/ \[[^]]*\]$/, "", rest)
+            i = index(rest, ":"); if (i == 0) next
+            file = substr(rest, 1, i - 1); fn = substr(rest, i + 1)
+            # Lines from the standard library or without a file: the function.
+            key = (file ~ /^\/rustc\// || file == "???") ? fn : file
+            if (layer(key) ~ /^harness/ && (fn ~ /Cable/)) key = fn
+            cost[layer(key)] += sign * n
+        }
+        END { for (l in cost) printf "%s\t%d\n", l, cost[l] }'
+}
+
+w2_layers() {
+    local s=$1 n=$2
+    { layer_costs "$out/w2-$s-$((2 * n)).out" 1; layer_costs "$out/w2-$s-$n.out" -1; } |
+        awk -F'\t' -v n="$n" '{ c[$1] += $2 } END { for (l in c) printf "%s\t%d\n", l, c[l] / n }'
+}
+
+printf '\nW2 round trip by layer (instructions):\n\n'
+printf '| layer | flowlane | smoltcp | flowlane / smoltcp |\n|---|---:|---:|---:|\n'
+join -t $'\t' -a1 -a2 -e 0 -o 0,1.2,2.2 \
+    <(w2_layers flowlane "$w2_n" | sort) <(w2_layers smoltcp "$w2_n" | sort) |
+    sort -t $'\t' -k2,2nr |
+    awk -F'\t' '{ r = $3 > 0 ? sprintf("%.2f", $2 / $3) : "-"; printf "| %s | %d | %d | %s |\n", $1, $2, $3, r; fl += $2; sm += $3 }
+        END { printf "| total | %d | %d | %.2f |\n", fl, sm, fl / sm }'

@@ -197,6 +197,7 @@ struct Direction {
 
 /// Frame `i` of `batch` in a buffer of its own: moved out of the batch
 /// when `take_original` (the last destination), else copied into a spare.
+#[inline(always)]
 fn take_frame(
     batch: &mut FrameBatch,
     i: usize,
@@ -214,6 +215,23 @@ fn take_frame(
 }
 
 impl Direction {
+    /// Moves the frame at the front of the queue into `batch` (by swapping
+    /// buffers; the one swapped out joins `free`). False if none is queued.
+    #[inline(always)]
+    fn deliver_front(&mut self, batch: &mut FrameBatch, free: &mut Vec<Vec<u8>>) -> bool {
+        let Some(mut item) = self.queue.pop_front() else {
+            return false;
+        };
+        self.stats.delivered += 1;
+        self.stats.bytes_delivered += item.frame.len() as u64;
+        batch.push_swap(&mut item.frame);
+        if item.frame.capacity() > 0 && free.len() < FREE_LIST_MAX {
+            free.push(item.frame);
+        }
+        true
+    }
+
+    #[inline(always)]
     fn enqueue(&mut self, item: InFlight) {
         // Without jitter or reordering delivery times never decrease, so the
         // common case is a push to the back.
@@ -232,6 +250,7 @@ impl Direction {
     /// the batch when `take_original` (the last destination), else copies.
     /// Returns whether the frame was accepted onto the wire (lost in transit
     /// counts as accepted; oversize and tail drop do not).
+    #[inline]
     fn offer(
         &mut self,
         now: Instant,
@@ -435,6 +454,7 @@ impl Link {
     ///
     /// # Panics
     /// If the port does not exist.
+    #[inline]
     pub fn port(&mut self, i: usize) -> LinkPort<'_> {
         assert!(i < self.ports, "no port {i} on a {}-port link", self.ports);
         LinkPort {
@@ -486,6 +506,9 @@ impl Link {
     }
 
     fn transmit_from(&mut self, from: usize, now: Instant, batch: &mut FrameBatch) -> usize {
+        if self.ports == 2 {
+            return self.transmit_cable(from, now, batch);
+        }
         let last_to = if from == self.ports - 1 {
             self.ports - 2
         } else {
@@ -518,6 +541,29 @@ impl Link {
         accepted
     }
 
+    /// [`transmit_from`](Self::transmit_from) on a cable: one direction
+    /// out, and each frame's buffer moves onto it (a hub copies a frame for
+    /// every port but the last).
+    #[inline(always)]
+    fn transmit_cable(&mut self, from: usize, now: Instant, batch: &mut FrameBatch) -> usize {
+        let dir = &mut self.dirs[from * 2 + (1 - from)];
+        let mut accepted = 0;
+        let mut bytes = 0;
+        for i in 0..batch.len() {
+            let len = batch.get(i).len();
+            if dir.offer(now, batch, i, true, &mut self.free, &mut self.next_seq) {
+                accepted += 1;
+                bytes += len;
+            }
+        }
+        let sent = &mut self.sent[from];
+        sent.tx_frames += accepted as u64;
+        sent.tx_bytes += bytes as u64;
+        sent.tx_dropped += (batch.len() - accepted) as u64;
+        batch.clear();
+        accepted
+    }
+
     /// Port `port`'s device counters: what its `transmit` accepted and
     /// refused, and what the directions into it delivered.
     fn port_counters(&self, port: usize) -> DeviceCounters {
@@ -530,17 +576,14 @@ impl Link {
         c
     }
 
+    #[inline(always)]
     fn receive_at(&mut self, to: usize, now: Instant, batch: &mut FrameBatch, max: usize) -> usize {
+        if self.ports == 2 {
+            return self.receive_cable(to, now, batch, max);
+        }
         let mut received = 0;
         while received < max {
-            let idx = if self.ports == 2 {
-                // A cable: one direction in, no merge by delivery time.
-                let idx = (1 - to) * 2 + to;
-                match self.dirs[idx].queue.front() {
-                    Some(f) if f.deliver_at <= now => idx,
-                    _ => break,
-                }
-            } else {
+            let idx = {
                 let mut best: Option<(usize, Instant, u64)> = None;
                 for from in (0..self.ports).filter(|&from| from != to) {
                     let idx = from * self.ports + to;
@@ -554,15 +597,33 @@ impl Link {
                 let Some((idx, _, _)) = best else { break };
                 idx
             };
-            let dir = &mut self.dirs[idx];
-            let Some(mut item) = dir.queue.pop_front() else {
+            if !self.dirs[idx].deliver_front(batch, &mut self.free) {
                 break;
-            };
-            dir.stats.delivered += 1;
-            dir.stats.bytes_delivered += item.frame.len() as u64;
-            batch.push_swap(&mut item.frame);
-            if item.frame.capacity() > 0 && self.free.len() < FREE_LIST_MAX {
-                self.free.push(item.frame);
+            }
+            received += 1;
+        }
+        received
+    }
+
+    /// [`receive_at`](Self::receive_at) on a cable: one direction in, no
+    /// merge by delivery time.
+    #[inline(always)]
+    fn receive_cable(
+        &mut self,
+        to: usize,
+        now: Instant,
+        batch: &mut FrameBatch,
+        max: usize,
+    ) -> usize {
+        let dir = &mut self.dirs[(1 - to) * 2 + to];
+        let mut received = 0;
+        while received < max {
+            match dir.queue.front() {
+                Some(f) if f.deliver_at <= now => {}
+                _ => break,
+            }
+            if !dir.deliver_front(batch, &mut self.free) {
+                break;
             }
             received += 1;
         }

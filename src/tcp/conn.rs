@@ -998,6 +998,7 @@ impl Connection {
     /// (payload length, FIN), or None if window, Nagle (RFC 896) or sender
     /// SWS avoidance (RFC 9293 §3.8.6.2.1) hold it back. In SACK recovery
     /// (`rwnd_only`) cwnd was checked against the pipe by the caller.
+    #[inline]
     fn next_segment(&self, nxt: SeqNumber, rwnd_only: bool) -> Option<(usize, bool)> {
         let off = nxt - self.snd_una;
         let unsent = self.tx.len().saturating_sub(off);
@@ -1610,6 +1611,7 @@ impl Connection {
         }
     }
 
+    #[inline]
     fn accept_in_order(&mut self, payload: &[u8]) {
         let n = if self.rd_shutdown {
             // Read side shut: acknowledge and discard.
@@ -1846,6 +1848,7 @@ impl Connection {
 
     /// SND.UNA moves to `ack`: acked bytes leave the buffer, the RTO
     /// restarts (RFC 6298 §5.2, §5.3). Returns the data bytes acknowledged.
+    #[inline]
     fn ack_received(&mut self, now: Instant, ack: SeqNumber) -> usize {
         let mut acked = ack - self.snd_una;
         if self.snd_una == self.iss {
@@ -1881,6 +1884,7 @@ impl Connection {
 
     // ----- timers -----------------------------------------------------------
 
+    #[inline]
     fn on_timers(&mut self, now: Instant) {
         if self.timers[Timer::Close as usize] <= now {
             self.timers[Timer::Close as usize] = Instant::FAR_FUTURE;
