@@ -1,11 +1,12 @@
 #!/usr/bin/env bash
 # Instructions per operation, flowlane beside smoltcp, counted by callgrind:
-# one W2 round trip (64 B echo) and one W4 connection (connect, 64 B each
-# way, client closes first). Each figure is (I(2N) - I(N)) / N over two runs
+# one W2 round trip (64 B echo), one W3 request/response pair (64
+# connections) and one W4 connection (connect, 64 B each way, client
+# closes first); then W2 and W3 by layer. Each figure is (I(2N) - I(N)) / N over two runs
 # of examples/insn_count.rs, so start-up, setup and warm-up cancel; the
 # clock there is virtual, so the counts are the same on every run.
 #
-#   scripts/callgrind.sh [W2_N [W4_N]]     (defaults 10000 and 1000)
+#   scripts/callgrind.sh [W2_N [W4_N]]     (defaults 10000 and 1000; W3 uses W2_N)
 #
 # The callgrind files stay in target/callgrind/ for callgrind_annotate.
 # smoltcp's W4 figure grows with the sockets it holds in TIME-WAIT (its
@@ -38,7 +39,7 @@ per_op() {
 
 printf '| operation | N | flowlane instructions | smoltcp instructions | flowlane / smoltcp |\n'
 printf '|---|---:|---:|---:|---:|\n'
-for spec in "w2:$w2_n:W2 round trip" "w4:$w4_n:W4 connection"; do
+for spec in "w2:$w2_n:W2 round trip" "w3:$w2_n:W3 request/response pair" "w4:$w4_n:W4 connection"; do
     IFS=: read -r w n label <<<"$spec"
     fl=$(per_op "$w" flowlane "$n")
     sm=$(per_op "$w" smoltcp "$n")
@@ -46,10 +47,10 @@ for spec in "w2:$w2_n:W2 round trip" "w4:$w4_n:W4 connection"; do
     printf '| %s | %s | %s | %s | %s |\n' "$label" "$n" "$fl" "$sm" "$ratio"
 done
 
-# Where a W2 round trip's instructions go, by layer, both stacks: each
-# function's own instructions (inlined code counted where its source
-# lives; code from the Rust standard library counted with the function it
-# was inlined into), (I(2N) - I(N)) / N per layer. smoltcp's device is the
+# Where a W2 round trip's and a W3 pair's instructions go, by layer, both
+# stacks: each function's own instructions (inlined code counted where its
+# source lives; code from the Rust standard library counted with the
+# function it was inlined into), (I(2N) - I(N)) / N per layer. smoltcp's device is the
 # harness's cable (bench/workloads.rs), flowlane's the library's Link.
 layer_costs() {
     callgrind_annotate --auto=no --threshold=100 --show-percs=no "$1" 2>/dev/null |
@@ -76,16 +77,19 @@ layer_costs() {
         END { for (l in cost) printf "%s\t%d\n", l, cost[l] }'
 }
 
-w2_layers() {
-    local s=$1 n=$2
-    { layer_costs "$out/w2-$s-$((2 * n)).out" 1; layer_costs "$out/w2-$s-$n.out" -1; } |
+layers() {
+    local w=$1 s=$2 n=$3
+    { layer_costs "$out/$w-$s-$((2 * n)).out" 1; layer_costs "$out/$w-$s-$n.out" -1; } |
         awk -F'\t' -v n="$n" '{ c[$1] += $2 } END { for (l in c) printf "%s\t%d\n", l, c[l] / n }'
 }
 
-printf '\nW2 round trip by layer (instructions):\n\n'
-printf '| layer | flowlane | smoltcp | flowlane / smoltcp |\n|---|---:|---:|---:|\n'
-join -t $'\t' -a1 -a2 -e 0 -o 0,1.2,2.2 \
-    <(w2_layers flowlane "$w2_n" | sort) <(w2_layers smoltcp "$w2_n" | sort) |
-    sort -t $'\t' -k2,2nr |
-    awk -F'\t' '{ r = $3 > 0 ? sprintf("%.2f", $2 / $3) : "-"; printf "| %s | %d | %d | %s |\n", $1, $2, $3, r; fl += $2; sm += $3 }
-        END { printf "| total | %d | %d | %.2f |\n", fl, sm, fl / sm }'
+for spec in "w2:W2 round trip" "w3:W3 pair (64 connections)"; do
+    IFS=: read -r w label <<<"$spec"
+    printf '\n%s by layer (instructions):\n\n' "$label"
+    printf '| layer | flowlane | smoltcp | flowlane / smoltcp |\n|---|---:|---:|---:|\n'
+    join -t $'\t' -a1 -a2 -e 0 -o 0,1.2,2.2 \
+        <(layers "$w" flowlane "$w2_n" | sort) <(layers "$w" smoltcp "$w2_n" | sort) |
+        sort -t $'\t' -k2,2nr |
+        awk -F'\t' '{ r = $3 > 0 ? sprintf("%.2f", $2 / $3) : "-"; printf "| %s | %d | %d | %s |\n", $1, $2, $3, r; fl += $2; sm += $3 }
+            END { printf "| total | %d | %d | %.2f |\n", fl, sm, fl / sm }'
+done
