@@ -533,6 +533,19 @@ impl Link {
             accepted += usize::from(any);
             bytes += if any { len } else { 0 };
         }
+        self.sent_batch(from, batch, accepted, bytes)
+    }
+
+    /// Counts a transmitted batch on port `from` (`accepted` of its frames,
+    /// `bytes` long, went onto the wire) and empties it.
+    #[inline(always)]
+    fn sent_batch(
+        &mut self,
+        from: usize,
+        batch: &mut FrameBatch,
+        accepted: usize,
+        bytes: usize,
+    ) -> usize {
         let sent = &mut self.sent[from];
         sent.tx_frames += accepted as u64;
         sent.tx_bytes += bytes as u64;
@@ -556,12 +569,7 @@ impl Link {
                 bytes += len;
             }
         }
-        let sent = &mut self.sent[from];
-        sent.tx_frames += accepted as u64;
-        sent.tx_bytes += bytes as u64;
-        sent.tx_dropped += (batch.len() - accepted) as u64;
-        batch.clear();
-        accepted
+        self.sent_batch(from, batch, accepted, bytes)
     }
 
     /// Port `port`'s device counters: what its `transmit` accepted and
