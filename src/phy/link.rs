@@ -591,20 +591,18 @@ impl Link {
         }
         let mut received = 0;
         while received < max {
-            let idx = {
-                let mut best: Option<(usize, Instant, u64)> = None;
-                for from in (0..self.ports).filter(|&from| from != to) {
-                    let idx = from * self.ports + to;
-                    if let Some(f) = self.dirs[idx].queue.front() {
-                        let earlier = best.is_none_or(|(_, t, s)| (f.deliver_at, f.seq) < (t, s));
-                        if f.deliver_at <= now && earlier {
-                            best = Some((idx, f.deliver_at, f.seq));
-                        }
+            // The earliest deliverable frame over the directions into `to`.
+            let mut best: Option<(usize, Instant, u64)> = None;
+            for from in (0..self.ports).filter(|&from| from != to) {
+                let idx = from * self.ports + to;
+                if let Some(f) = self.dirs[idx].queue.front() {
+                    let earlier = best.is_none_or(|(_, t, s)| (f.deliver_at, f.seq) < (t, s));
+                    if f.deliver_at <= now && earlier {
+                        best = Some((idx, f.deliver_at, f.seq));
                     }
                 }
-                let Some((idx, _, _)) = best else { break };
-                idx
-            };
+            }
+            let Some((idx, _, _)) = best else { break };
             if !self.dirs[idx].deliver_front(batch, &mut self.free) {
                 break;
             }
